@@ -1,0 +1,102 @@
+"""Likelihoods and the evidence lower bound, in PyTorch.
+
+The loss knows nothing of the optimiser or of batching: every function maps
+tensors to tensors, per sample, and callers reduce.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LIKELIHOODS = ("gaussian", "bernoulli", "calibrated_gaussian")
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# Floor of the learned decoder scale: keeps the calibrated Gaussian's density
+# bounded when a feature is reconstructed (almost) exactly.
+MIN_LOG_SCALE = math.log(1e-3)
+
+
+def negative_log_likelihood(likelihood, decoded, x, log_scale=None):
+    """Per-element negative log-likelihood ``-log p(x | decoded)`` in nats.
+
+    Parameters
+    ----------
+    likelihood : {'gaussian', 'bernoulli', 'calibrated_gaussian'}
+        'gaussian' has unit variance; 'calibrated_gaussian' uses ``log_scale``;
+        'bernoulli' reads ``decoded`` as logits and uses the numerically stable
+        binary cross-entropy with logits (never sigmoid-then-log).
+    decoded : tensor of shape (..., n_features)
+    x : tensor of the same shape
+    log_scale : tensor of shape (n_features,), optional
+    """
+    if likelihood == "bernoulli":
+        return F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
+    squared = torch.square(x - decoded)
+    if likelihood == "calibrated_gaussian":
+        log_scale = torch.clamp(log_scale, min=MIN_LOG_SCALE)
+        return 0.5 * squared * torch.exp(-2.0 * log_scale) + log_scale + _HALF_LOG_2PI
+    return 0.5 * squared + _HALF_LOG_2PI
+
+
+def decoder_mean(likelihood, decoded):
+    """Mean of ``p(x | z)``: probabilities for 'bernoulli', else ``decoded``."""
+    if likelihood == "bernoulli":
+        return torch.sigmoid(decoded)
+    return decoded
+
+
+def kl_divergence(mean, logvar):
+    """``KL(N(mean, exp(logvar)) || N(0, 1))`` per sample and latent dimension."""
+    return 0.5 * (torch.square(mean) + torch.exp(logvar) - 1.0 - logvar)
+
+
+def loss_terms(module, likelihood, x, eps):
+    """Reconstruction NLL per sample (mean over features) and KL per sample.
+
+    Returns
+    -------
+    recon_mean : tensor of shape (n,)
+        Per-feature negative log-likelihood averaged over features: the Keras
+        convention that the reconstruction weight multiplies.
+    kl : tensor of shape (n,)
+        KL divergence summed over latent dimensions.
+    """
+    decoded, mean, logvar = module(x, eps)
+    nll = negative_log_likelihood(likelihood, decoded, x, module.log_scale)
+    return nll.mean(dim=-1), kl_divergence(mean, logvar).sum(dim=-1)
+
+
+def training_loss(recon_mean, kl, recon_weight, kl_weight):
+    """The objective minimised: ``recon_weight * recon_mean + kl_weight * kl``.
+
+    Averaged over the batch. With ``recon_weight = n_features`` and
+    ``kl_weight = 1`` it is the negative ELBO per sample.
+    """
+    return (recon_weight * recon_mean + kl_weight * kl).mean()
+
+
+def elbo(module, likelihood, x, eps):
+    """Per-sample ELBO in nats, estimated with fixed noise draws ``eps``.
+
+    Parameters
+    ----------
+    eps : tensor of shape (n_draws, n_components)
+        The same standard-normal draws are used for every row, so a row's value
+        does not depend on which other rows are in ``x``.
+
+    Returns
+    -------
+    tensor of shape (n,)
+        ``E_q[log p(x | z)] - KL(q(z | x) || p(z))``, features summed, KL with
+        weight one, the expectation averaged over the draws.
+    """
+    mean, logvar = module.encode(x)
+    std = torch.exp(0.5 * logvar)
+    # (n_draws, n, n_components): every row paired with every draw.
+    z = mean.unsqueeze(0) + std.unsqueeze(0) * eps.unsqueeze(1)
+    decoded = module.decode(z)
+    target = x.unsqueeze(0).expand_as(decoded)
+    nll = negative_log_likelihood(likelihood, decoded, target, module.log_scale)
+    expected_loglik = -nll.sum(dim=-1).mean(dim=0)
+    return expected_loglik - kl_divergence(mean, logvar).sum(dim=-1)

@@ -1,0 +1,715 @@
+"""The scikit-learn estimator: validation, state and the public API."""
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._compat import Interval, StrOptions, _fit_context
+from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
+from ._modules import ACTIVATIONS, VAEModule
+from ._training import Objective, TrainingHistory, fit_loop
+
+# A latent dimension whose mean KL divergence on the training data is below this
+# many nats carries (almost) no information about the input: it is "inactive"
+# in the sense of Burda et al. (2016), who threshold the variance of the
+# posterior mean at 0.01; for a collapsed unit both are close to zero.
+KL_ACTIVE_THRESHOLD = 0.01
+
+# Rows per chunk at inference: bounds the extra memory of transform & co.
+_INFERENCE_CHUNK = 65_536
+# Antithetic pairs of fixed standard-normal draws for score_samples.
+_N_SCORE_PAIRS = 8
+_SCORE_SEED = 20_161_110
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """Warning emitted when latent dimensions carry no information after fit."""
+
+
+class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Variational autoencoder as a scikit-learn transformer.
+
+    ``transform`` maps samples to the mean of the approximate posterior
+    ``q(z | x)``, ``inverse_transform`` maps latent codes to the decoder's mean.
+    Encoder and decoder are multilayer perceptrons trained with Adam on the
+    negative evidence lower bound, with a weighted reconstruction term::
+
+        loss = recon_weight * mean_over_features(-log p(x | z))
+               + beta * KL(q(z | x) || N(0, I))
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Dimension of the latent space.
+
+    hidden_layer_sizes : array-like of int, default=(64, 32)
+        Widths of the encoder's hidden layers; the decoder mirrors them.
+
+    activation : {'relu', 'tanh', 'logistic', 'elu', 'gelu', 'silu', \
+'leaky_relu'}, default='relu'
+        Activation between hidden layers.
+
+    likelihood : {'gaussian', 'bernoulli', 'calibrated_gaussian'}, \
+default='gaussian'
+        The decoder's observation model. 'gaussian' has unit variance and
+        suits standardised real-valued data (e.g. after ``StandardScaler``).
+        'bernoulli' is binary cross-entropy for data in [0, 1] (computed from
+        logits); ``inverse_transform`` then returns probabilities.
+        'calibrated_gaussian' learns one standard deviation per feature (the
+        "sigma-VAE" of Rybkin et al. 2021), which balances reconstruction and
+        KL by itself.
+
+    recon_weight : float or 'auto', default='auto'
+        Multiplies the reconstruction term, which is the negative
+        log-likelihood averaged over features (the Keras convention). 'auto'
+        means ``n_features_in_``, i.e. the textbook ELBO (sum over features).
+        ``recon_weight=1`` reproduces the classic setting in which the KL term
+        wins and the posterior collapses.
+
+    beta : float, default=1.0
+        Weight of the KL term.
+
+    kl_warmup : int, default=0
+        Number of epochs over which the KL weight ramps linearly from 0 to
+        ``beta``. Epochs in the warm-up do not count towards convergence.
+
+    max_iter : int, default=200
+        Maximum number of epochs.
+
+    batch_size : int, default=128
+        Minibatch size, clipped to the number of training samples.
+
+    learning_rate_init : float, default=1e-3
+        Adam's learning rate.
+
+    tol : float, default=1e-4
+        Improvement of the training loss (or, with ``early_stopping``, of the
+        validation ELBO) below which an epoch counts as no improvement.
+
+    n_iter_no_change : int, default=10
+        Number of epochs without improvement after which training stops.
+
+    early_stopping : bool, default=False
+        Whether to hold out ``validation_fraction`` of the data, stop when its
+        ELBO stops improving and restore the best weights.
+
+    validation_fraction : float, default=0.1
+        Fraction of the training data held out for early stopping.
+
+    warm_start : bool, default=False
+        Whether ``fit`` continues from the previous solution.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, the validation split and the
+        reparameterisation noise. An int gives bitwise-identical results on
+        CPU. torch's global generator is never used.
+
+    device : str or torch.device, default='cpu'
+        Where to train: 'cpu', 'cuda' (or 'cuda:N'), or 'auto' for CUDA when
+        available. Inference runs where the model is; a pickled model always
+        loads on CPU.
+
+    verbose : int, default=0
+        Whether to print one line per epoch with the loss, the reconstruction
+        term and the KL term (plain lines, no progress bar).
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The trained network, with ``encoder`` and ``decoder`` sub-modules and
+        ``encode(x) -> (mean, logvar)`` and ``decode(z)`` methods.
+
+    n_iter_ : int
+        Number of epochs run.
+
+    loss_curve_ : list of float
+        The objective minimised, per sample, at each epoch.
+
+    reconstruction_curve_ : list of float
+        Negative log-likelihood, summed over features, per sample, at each
+        epoch (unweighted).
+
+    kl_curve_ : list of float
+        KL divergence, summed over latent dimensions, per sample, at each epoch
+        (unweighted). A curve that goes to zero is posterior collapse.
+
+    validation_scores_ : list of float or None
+        Mean ELBO of the held-out data at each epoch; None without
+        ``early_stopping``.
+
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``; None without ``early_stopping``.
+
+    kl_per_dimension_ : ndarray of shape (n_components,)
+        Mean KL divergence of each latent dimension on the training data (on
+        the last batch for ``partial_fit``).
+
+    active_units_ : int
+        Number of latent dimensions whose ``kl_per_dimension_`` exceeds
+        ``KL_ACTIVE_THRESHOLD`` (0.01 nats).
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit. Defined only when ``X`` has feature
+        names that are all strings.
+
+    See Also
+    --------
+    sklearn.decomposition.PCA : Linear dimensionality reduction.
+    sklearn.neural_network.MLPRegressor : The training loop this one follows.
+
+    Notes
+    -----
+    A :class:`PosteriorCollapseWarning` is emitted after ``fit`` when latent
+    dimensions are inactive; the remedy is a larger ``recon_weight`` or a
+    smaller ``beta``.
+
+    Training runs in float32; a float64 input is transformed by a float64 copy
+    of the trained weights, so the output dtype follows the input.
+
+    References
+    ----------
+    Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes. ICLR.
+
+    Burda, Y., Grosse, R. and Salakhutdinov, R. (2016). Importance Weighted
+    Autoencoders. ICLR.
+
+    Rybkin, O., Daniilidis, K. and Levine, S. (2021). Simple and Effective
+    VAE Training with Calibrated Decoders. ICML.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.preprocessing import MinMaxScaler
+    >>> from skvae import VAETransformer
+    >>> X = MinMaxScaler().fit_transform(load_digits().data)
+    >>> vae = VAETransformer(n_components=2, likelihood="bernoulli",
+    ...                      max_iter=5, random_state=0)
+    >>> Z = vae.fit_transform(X)
+    >>> Z.shape
+    (1797, 2)
+    >>> vae.inverse_transform(Z).shape
+    (1797, 64)
+    """
+
+    _parameter_constraints = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        "recon_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "kl_warmup": [Interval(Integral, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(64, 32),
+        activation="relu",
+        likelihood="gaussian",
+        recon_weight="auto",
+        beta=1.0,
+        kl_warmup=0,
+        max_iter=200,
+        batch_size=128,
+        learning_rate_init=1e-3,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        warm_start=False,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.recon_weight = recon_weight
+        self.beta = beta
+        self.kl_warmup = kl_warmup
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the model to ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data. For ``likelihood='bernoulli'``, values in [0, 1].
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : VAETransformer
+            The fitted estimator.
+        """
+        return self._fit(X, incremental=False)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Update the model with one epoch over ``X``.
+
+        For data that arrives in chunks. The first call initialises the model;
+        the optimiser's state and the random stream carry over between calls.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A chunk of training data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : VAETransformer
+            The updated estimator.
+        """
+        return self._fit(X, incremental=True)
+
+    def _fit(self, X, incremental):
+        first_pass = not hasattr(self, "module_") or not (
+            self.warm_start or incremental
+        )
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_pass)
+        self._check_support(X)
+        hidden = self._check_hidden_layer_sizes()
+        if first_pass or not incremental:
+            # A fresh stream per fit; partial_fit calls continue the first one's.
+            self._random_state = check_random_state(self.random_state)
+        seed = int(self._random_state.randint(np.iinfo(np.int32).max))
+        device = _resolve_device(self.device)
+
+        if first_pass:
+            init_generator = torch.Generator().manual_seed(seed)
+            self.module_ = VAEModule(
+                self.n_features_in_,
+                self.n_components,
+                hidden,
+                self.activation,
+                learn_scale=self.likelihood == "calibrated_gaussian",
+                generator=init_generator,
+            )
+            self._history = TrainingHistory()
+            self._optimizer = None
+            self._optimizer_state = None
+        self.module_.to(device)
+        optimizer = self._get_optimizer()
+
+        n_samples = X.shape[0]
+        X_train = X
+        X_val = score_eps = None
+        if self.early_stopping and not incremental:
+            train_idx, val_idx = _split_indices(
+                n_samples, self.validation_fraction, self._random_state
+            )
+            X_train, X_val = X[train_idx], X[val_idx]
+            X_val = _to_tensor(X_val, torch.float32, device)
+            score_eps = _score_noise(self.n_components, torch.float32, device)
+
+        generator = torch.Generator(device=device).manual_seed(seed)
+        try:
+            status = fit_loop(
+                self.module_,
+                optimizer,
+                self._objective(),
+                _to_tensor(X_train, torch.float32, device),
+                history=self._history,
+                max_epochs=1 if incremental else self.max_iter,
+                batch_size=min(self.batch_size, X_train.shape[0]),
+                generator=generator,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                X_val=X_val,
+                score_eps=score_eps,
+                check_convergence=not incremental,
+                verbose=self.verbose,
+            )
+        finally:
+            self.module_.eval()
+        self._set_fitted_attributes(X)
+        # Warnings point at the caller of fit: _fit <- fit <- _fit_context <- user.
+        if status == "interrupted":
+            warnings.warn(
+                "Training interrupted by user; the model keeps the weights of the "
+                f"last completed step (after {self.n_iter_} epochs).",
+                UserWarning,
+                stacklevel=4,
+            )
+        elif status == "max_iter" and not incremental:
+            warnings.warn(
+                f"Stochastic optimizer: Maximum iterations ({self.max_iter}) reached "
+                "and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        if not incremental:
+            self._warn_if_collapsed()
+        return self
+
+    def _check_hidden_layer_sizes(self):
+        hidden = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
+        if hidden.ndim != 1 or hidden.size == 0 or not np.issubdtype(
+            hidden.dtype, np.integer
+        ):
+            raise ValueError(
+                "hidden_layer_sizes must be a non-empty sequence of positive "
+                f"integers, got {self.hidden_layer_sizes!r}."
+            )
+        if np.any(hidden <= 0):
+            raise ValueError(
+                f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}."
+            )
+        return [int(h) for h in hidden]
+
+    def _check_support(self, X):
+        """Refuse data outside the support of the likelihood (bernoulli: [0, 1])."""
+        if self.likelihood != "bernoulli" or X.size == 0:
+            return
+        low, high = float(X.min()), float(X.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                "likelihood='bernoulli' needs every value of X in [0, 1], got values "
+                f"in [{low:.4g}, {high:.4g}]. Scale the data first, e.g. "
+                "make_pipeline(MinMaxScaler(clip=True), VAETransformer(...)), or use "
+                "likelihood='gaussian' for real-valued data."
+            )
+
+    def _objective(self):
+        recon_weight = (
+            self.n_features_in_ if self.recon_weight == "auto" else self.recon_weight
+        )
+        return Objective(
+            likelihood=self.likelihood,
+            recon_weight=float(recon_weight),
+            beta=float(self.beta),
+            kl_warmup=int(self.kl_warmup),
+            n_features=self.n_features_in_,
+        )
+
+    def _get_optimizer(self):
+        if getattr(self, "_optimizer", None) is None:
+            self._optimizer = torch.optim.Adam(
+                self.module_.parameters(), lr=self.learning_rate_init
+            )
+            if getattr(self, "_optimizer_state", None) is not None:
+                self._optimizer.load_state_dict(self._optimizer_state)
+                self._optimizer_state = None
+        for group in self._optimizer.param_groups:
+            group["lr"] = self.learning_rate_init
+        return self._optimizer
+
+    def _set_fitted_attributes(self, X):
+        history = self._history
+        self.n_iter_ = history.n_epochs
+        self.loss_curve_ = list(history.loss)
+        self.reconstruction_curve_ = list(history.reconstruction)
+        self.kl_curve_ = list(history.kl)
+        if self.early_stopping:
+            self.validation_scores_ = list(history.validation_scores)
+            self.best_validation_score_ = history.best_validation_score
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        kl = self._map_rows(_posterior_kl, X.astype(np.float32, copy=False))
+        self.kl_per_dimension_ = kl.mean(axis=0).astype(np.float64)
+        self.active_units_ = int(np.sum(self.kl_per_dimension_ > KL_ACTIVE_THRESHOLD))
+
+    def _warn_if_collapsed(self):
+        n_inactive = self.n_components - self.active_units_
+        if n_inactive == 0:
+            return
+        kl = ", ".join(f"{v:.3g}" for v in self.kl_per_dimension_)
+        warnings.warn(
+            f"Posterior collapse: {n_inactive} of {self.n_components} latent "
+            f"dimensions are inactive (mean KL per dimension [{kl}] nats; "
+            f"threshold {KL_ACTIVE_THRESHOLD}). Their codes carry almost no "
+            "information about the input. Raise recon_weight (now "
+            f"{self.recon_weight!r}) or lower beta (now {self.beta!r}).",
+            PosteriorCollapseWarning,
+            stacklevel=5,
+        )
+
+    # ------------------------------------------------------------ inference
+
+    def transform(self, X):
+        """Encode ``X`` as the mean of the approximate posterior.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input samples.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            Posterior means, with the dtype of ``X`` (float32 or float64).
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return self._map_rows(_posterior_mean, X)
+
+    def inverse_transform(self, X):
+        """Decode latent codes into the decoder's mean.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Latent codes, e.g. the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features_in_)
+            Mean of ``p(x | z)``: probabilities for 'bernoulli'. The dtype
+            follows the input (float32 or float64).
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=[np.float64, np.float32], input_name="Z")
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"Z has {Z.shape[1]} columns, but this VAETransformer has "
+                f"n_components={self.n_components}: pass latent codes such as "
+                "the output of transform."
+            )
+        likelihood = self.likelihood
+        return self._map_rows(
+            lambda module, z: decoder_mean(likelihood, module.decode(z)), Z
+        )
+
+    def score_samples(self, X):
+        """Evidence lower bound of each sample, in nats.
+
+        The reconstruction log-likelihood is summed over features and the KL
+        term has weight one, whatever ``recon_weight`` and ``beta`` were used
+        for training, so models trained with different weights compare. The
+        expectation over ``q(z | x)`` uses 8 fixed antithetic pairs of draws,
+        the same for every row: the result is deterministic and a row's score
+        does not depend on the other rows.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            ELBO of each sample; higher is better.
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        self._check_support(X)
+        likelihood = self.likelihood
+
+        def row_elbo(module, x):
+            eps = _score_noise(self.n_components, x.dtype, x.device)
+            return elbo(module, likelihood, x, eps).unsqueeze(1)
+
+        chunk = max(1, _INFERENCE_CHUNK // (2 * _N_SCORE_PAIRS))
+        return self._map_rows(row_elbo, X, chunk_size=chunk)[:, 0]
+
+    def score(self, X, y=None):
+        """Mean ELBO of ``X`` in nats (see :meth:`score_samples`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Samples to score.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+            Mean per-sample evidence lower bound; higher is better.
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Decode draws from the prior ``N(0, I)``.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the latent draws.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features_in_)
+            Decoder means of the draws (probabilities for 'bernoulli').
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        rng = check_random_state(random_state)
+        return self.inverse_transform(rng.standard_normal((n_samples, self.n_components)))
+
+    def _map_rows(self, fn, X, chunk_size=_INFERENCE_CHUNK):
+        """Apply ``fn(module, x_chunk)`` to ``X`` in row chunks; numpy out.
+
+        Each chunk is copied into a fresh tensor (the caller's array, possibly
+        a read-only memmap, is never shared with torch), and the module runs in
+        the dtype of ``X``.
+        """
+        module = self._module_as(X.dtype)
+        device = next(module.parameters()).device
+        dtype = _TORCH_DTYPES[X.dtype.type]
+        out = None
+        with torch.no_grad():
+            for start in range(0, max(X.shape[0], 1), chunk_size):
+                chunk = _to_tensor(X[start : start + chunk_size], dtype, device)
+                result = fn(module, chunk).cpu().numpy()
+                if out is None:
+                    out = np.empty((X.shape[0], result.shape[1]), dtype=X.dtype)
+                out[start : start + chunk_size] = result
+        return out
+
+    def _module_as(self, dtype):
+        module = self.module_
+        torch_dtype = _TORCH_DTYPES[np.dtype(dtype).type]
+        if next(module.parameters()).dtype != torch_dtype:
+            # A copy, so that the trained module (and self.__dict__) never change.
+            module = copy.deepcopy(module).to(torch_dtype)
+        return module.eval()
+
+    # ------------------------------------------------------------ sklearn API
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ------------------------------------------------------------ pickling
+
+    def __getstate__(self):
+        # object.__getstate__ may hand back self.__dict__ itself: copy before editing.
+        state = dict(super().__getstate__())
+        module = state.get("module_")
+        if module is not None and next(module.parameters()).device.type != "cpu":
+            # Always persist on CPU, so a model fitted on 'cuda' loads anywhere;
+            # Module.to works in place, hence the copy.
+            state["module_"] = copy.deepcopy(module).to("cpu")
+        optimizer = state.pop("_optimizer", None)
+        if optimizer is not None:
+            state["_optimizer_state"] = _tensors_to_cpu(optimizer.state_dict())
+        return state
+
+    def __setstate__(self, state):
+        state.setdefault("_optimizer", None)
+        super().__setstate__(state)
+
+
+_TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
+
+
+def _posterior_mean(module, x):
+    return module.encode(x)[0]
+
+
+def _posterior_kl(module, x):
+    return kl_divergence(*module.encode(x))
+
+
+def _to_tensor(X, dtype, device):
+    """A new tensor holding a copy of ``X``: never a view of the caller's memory."""
+    array = np.array(X, dtype=_NUMPY_DTYPES[dtype], order="C", copy=True)
+    return torch.from_numpy(array).to(device)
+
+
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _score_noise(n_components, dtype, device):
+    """The fixed antithetic standard-normal draws used by ``score_samples``."""
+    generator = torch.Generator().manual_seed(_SCORE_SEED)
+    eps = torch.randn(_N_SCORE_PAIRS, n_components, generator=generator, dtype=dtype)
+    return torch.cat([eps, -eps]).to(device)
+
+
+def _split_indices(n_samples, validation_fraction, random_state):
+    n_val = int(round(validation_fraction * n_samples))
+    if n_val < 1 or n_val >= n_samples:
+        raise ValueError(
+            f"early_stopping with validation_fraction={validation_fraction} leaves "
+            f"{n_val} of {n_samples} samples for validation; it needs at least one "
+            "sample for validation and one for training. Pass more samples, change "
+            "validation_fraction or set early_stopping=False."
+        )
+    order = random_state.permutation(n_samples)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _resolve_device(device):
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'auto'."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this "
+            "machine; use device='cpu' or device='auto'."
+        )
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r} is not supported; use 'cpu' or 'cuda'.")
+    return resolved
+
+
+def _tensors_to_cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {key: _tensors_to_cpu(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_tensors_to_cpu(value) for value in obj)
+    return obj
