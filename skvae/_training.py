@@ -85,7 +85,11 @@ def run_single_epoch(module, optimizer, objective, X, batch_size, generator, epo
     for start in range(0, n_samples, batch_size):
         stop = start + batch_size
         totals += train_step(
-            module, optimizer, objective, X_shuffled[start:stop], eps[start:stop],
+            module,
+            optimizer,
+            objective,
+            X_shuffled[start:stop],
+            eps[start:stop],
             kl_weight,
         )
     recon_mean_sum, kl_sum = (totals / n_samples).tolist()

@@ -207,10 +207,16 @@ default='gaussian'
 
     _parameter_constraints = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "likelihood": [StrOptions(set(LIKELIHOODS))],
-        "recon_weight": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "recon_weight": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, None, closed="neither"),
+        ],
         "beta": [Interval(Real, 0, None, closed="left")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -390,8 +396,10 @@ default='gaussian'
 
     def _check_hidden_layer_sizes(self):
         hidden = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
-        if hidden.ndim != 1 or hidden.size == 0 or not np.issubdtype(
-            hidden.dtype, np.integer
+        if (
+            hidden.ndim != 1
+            or hidden.size == 0
+            or not np.issubdtype(hidden.dtype, np.integer)
         ):
             raise ValueError(
                 "hidden_layer_sizes must be a non-empty sequence of positive "
@@ -583,9 +591,13 @@ default='gaussian'
         """
         check_is_fitted(self)
         if not isinstance(n_samples, Integral) or n_samples < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+            raise ValueError(
+                f"n_samples must be a positive integer, got {n_samples!r}."
+            )
         rng = check_random_state(random_state)
-        return self.inverse_transform(rng.standard_normal((n_samples, self.n_components)))
+        return self.inverse_transform(
+            rng.standard_normal((n_samples, self.n_components))
+        )
 
     def _map_rows(self, fn, X, chunk_size=_INFERENCE_CHUNK):
         """Apply ``fn(module, x_chunk)`` to ``X`` in row chunks; numpy out.
