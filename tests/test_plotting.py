@@ -1,0 +1,246 @@
+"""The Display classes of skvae.plotting, drawn headless on the Agg backend."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from sklearn.exceptions import NotFittedError  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+
+from skvae import VAETransformer  # noqa: E402
+from skvae.datasets import FLOW_FEATURE_NAMES, flows_preprocessor, make_flows  # noqa: E402
+from skvae.plotting import (  # noqa: E402
+    LatentDistributionDisplay,
+    LatentSpaceDisplay,
+    LossCurveDisplay,
+)
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning",
+    "ignore::skvae.PosteriorCollapseWarning",
+)
+
+N_SAMPLES = 200
+N_FEATURES = len(FLOW_FEATURE_NAMES)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Tiny networks: a second intra-op thread only adds contention.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def flows():
+    X, y = make_flows(n_samples=N_SAMPLES, random_state=0, as_frame=True)
+    return X, y.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def pipeline(flows):
+    """Preprocessing + VAE fitted on the raw flows DataFrame."""
+    X, _ = flows
+    vae = VAETransformer(
+        n_components=3, likelihood="bernoulli", max_iter=30, random_state=0
+    )
+    return make_pipeline(flows_preprocessor(), vae).fit(X)
+
+
+@pytest.fixture(scope="module")
+def scaled(flows, pipeline):
+    """The flows as the VAE sees them (a DataFrame with the feature names)."""
+    X, y = flows
+    return pipeline[:-1].transform(X), y
+
+
+@pytest.fixture(scope="module")
+def vae(pipeline):
+    return pipeline[-1]
+
+
+def test_import_does_not_import_matplotlib():
+    code = "import sys, skvae.plotting; print('matplotlib' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------ latent space
+
+
+def test_latent_space_from_estimator(vae, scaled):
+    X, y = scaled
+    disp = LatentSpaceDisplay.from_estimator(vae, X, y, dims=(0, 2), name="m")
+    assert disp.Z.shape == (N_SAMPLES, 3)
+    assert disp.dims_ == (0, 2)
+    assert isinstance(disp.figure_, matplotlib.figure.Figure)
+    assert disp.ax_.get_xlabel() == f"z0 (KL {vae.kl_per_dimension_[0]:.2f} nats)"
+    assert disp.ax_.get_ylabel().startswith("z2 (KL ")
+    assert disp.ax_.get_title() == "Latent space: m"
+    # One scatter per class, holding exactly that class's codes.
+    assert len(disp.scatters_) == 2
+    Z = vae.transform(X)
+    np.testing.assert_allclose(disp.scatters_[1].get_offsets(), Z[y == 1][:, [0, 2]])
+    legend = [text.get_text() for text in disp.ax_.get_legend().get_texts()]
+    assert legend == ["0", "1"]
+
+
+def test_latent_space_default_dims_follow_kl():
+    Z = np.random.RandomState(0).normal(size=(30, 3))
+    disp = LatentSpaceDisplay(Z=Z, kl_per_dimension=[0.1, 0.9, 0.5]).plot()
+    assert disp.dims_ == (1, 2)
+    assert disp.ax_.get_title() == "Latent space"
+    assert disp.ax_.get_legend() is None  # no classes, no legend
+    # Without KL, the first two.
+    assert LatentSpaceDisplay(Z=Z).plot().dims_ == (0, 1)
+
+
+def test_latent_space_draws_on_given_axes_and_in_3d():
+    Z = np.random.RandomState(0).normal(size=(30, 3))
+    y = np.repeat(["a", "b", "c"], 10)
+    fig, ax = plt.subplots()
+    disp = LatentSpaceDisplay(Z=Z, y=y).plot(ax=ax)
+    assert disp.ax_ is ax and disp.figure_ is fig
+    with pytest.raises(ValueError, match="Three dims need a 3-D Axes"):
+        LatentSpaceDisplay(Z=Z, y=y).plot(ax=ax, dims=(0, 1, 2))
+    disp3 = LatentSpaceDisplay(Z=Z, y=y).plot(dims=(0, 1, 2))
+    assert disp3.ax_.name == "3d"
+    assert disp3.ax_.get_zlabel() == "z2"
+    assert len(disp3.scatters_) == 3
+
+
+def test_latent_space_one_dimension_is_a_strip_per_class():
+    Z = np.linspace(-1, 1, 20)[:, None]
+    y = np.repeat(["benign", "attack"], 10)
+    disp = LatentSpaceDisplay(Z=Z, y=y).plot()
+    assert disp.dims_ == (0,)
+    assert [t.get_text() for t in disp.ax_.get_yticklabels()] == ["attack", "benign"]
+    # The strip's height is the class position (sorted: attack=0, benign=1).
+    heights = disp.scatters_[1].get_offsets()[:, 1]
+    assert np.all(np.abs(heights - 1) <= 0.2)
+
+
+@pytest.mark.parametrize(
+    "dims, message",
+    [((0, 3), "out of range"), ((1, 1), "distinct"), ((0, 1, 2, 0), "1, 2 or 3")],
+)
+def test_latent_space_bad_dims(dims, message):
+    Z = np.zeros((5, 3))
+    with pytest.raises(ValueError, match=message):
+        LatentSpaceDisplay(Z=Z).plot(dims=dims)
+
+
+def test_latent_space_bad_y_and_kl():
+    Z = np.zeros((5, 2))
+    with pytest.raises(ValueError, match="y has shape"):
+        LatentSpaceDisplay(Z=Z, y=[0, 1]).plot()
+    with pytest.raises(ValueError, match="kl_per_dimension has shape"):
+        LatentSpaceDisplay(Z=Z, kl_per_dimension=[1.0]).plot()
+
+
+def test_displays_accept_a_pipeline(pipeline, flows):
+    X, y = flows
+    disp = LatentSpaceDisplay.from_estimator(pipeline, X, y)
+    np.testing.assert_allclose(disp.Z, pipeline.transform(X))
+
+
+def test_displays_refuse_other_estimators(flows):
+    X, y = flows
+    with pytest.raises(TypeError, match="needs a VAETransformer or a Pipeline"):
+        LatentSpaceDisplay.from_estimator(LogisticRegression(), X, y)
+    with pytest.raises(NotFittedError):
+        LatentDistributionDisplay.from_estimator(VAETransformer(), X, y)
+    not_a_vae = make_pipeline(flows_preprocessor(), LogisticRegression()).fit(X, y)
+    with pytest.raises(TypeError, match="got Pipeline"):
+        LossCurveDisplay.from_estimator(not_a_vae)
+
+
+# ---------------------------------------------------- latent distributions
+
+
+def test_latent_distribution_from_estimator(vae, scaled):
+    X, y = scaled
+    disp = LatentDistributionDisplay.from_estimator(vae, X, y, bins=12, name="m")
+    assert disp.ax_.shape == (3,)
+    assert len(disp.bin_edges_) == 3
+    assert all(edges.shape == (13,) for edges in disp.bin_edges_)
+    assert [len(patches) for patches in disp.patches_] == [2, 2, 2]
+    kl = vae.kl_per_dimension_
+    assert [ax.get_title() for ax in disp.ax_] == [
+        f"z{d} (KL {kl[d]:.2f} nats)" for d in range(3)
+    ]
+    assert disp.ax_[0].get_ylabel() == "m\ndensity"
+    assert disp.ax_[2].get_xlabel() == "latent code"
+    # The bins cover the codes of that dimension exactly.
+    Z = vae.transform(X)
+    assert disp.bin_edges_[1][0] == pytest.approx(Z[:, 1].min())
+    assert disp.bin_edges_[1][-1] == pytest.approx(Z[:, 1].max())
+
+
+def test_latent_distribution_needs_one_axes_per_dimension():
+    Z = np.random.RandomState(0).normal(size=(20, 3))
+    _, axes = plt.subplots(1, 2)
+    with pytest.raises(ValueError, match="draws on 3 Axes, but ax holds 2"):
+        LatentDistributionDisplay(Z=Z).plot(ax=axes)
+    _, axes = plt.subplots(3, 1)
+    disp = LatentDistributionDisplay(Z=Z).plot(ax=axes)
+    assert list(disp.ax_) == list(axes)
+    assert disp.ax_[0].get_ylabel() == "density"
+
+
+# ------------------------------------------------------------- loss curves
+
+
+def test_loss_curve_from_estimator(vae):
+    disp = LossCurveDisplay.from_estimator(vae, name="auto")
+    n = vae.n_iter_
+    assert disp.reconstruction.shape == disp.kl.shape == (n,)
+    recon_line, kl_line = disp.lines_
+    np.testing.assert_allclose(recon_line.get_ydata(), vae.reconstruction_curve_)
+    np.testing.assert_allclose(kl_line.get_ydata(), vae.kl_curve_)
+    np.testing.assert_array_equal(kl_line.get_xdata(), np.arange(1, n + 1))
+    assert [ax.get_title() for ax in disp.ax_] == ["Reconstruction", "KL divergence"]
+    assert all(ax.get_xlabel() == "epoch" for ax in disp.ax_)
+    assert recon_line.get_color() == kl_line.get_color()
+    assert disp.ax_[1].get_ylim()[0] == 0.0
+
+
+def test_loss_curves_overlay_on_the_same_axes():
+    _, axes = plt.subplots(1, 2)
+    LossCurveDisplay(reconstruction=[3, 2, 1], kl=[1, 1, 1]).plot(axes, name="a")
+    disp = LossCurveDisplay(reconstruction=[5, 4], kl=[0.5, 0]).plot(axes, name="b")
+    assert [len(ax.lines) for ax in disp.ax_] == [2, 2]
+    legend = [t.get_text() for t in disp.ax_[1].get_legend().get_texts()]
+    assert legend == ["a", "b"]
+    assert disp.lines_[0].get_color() != axes[0].lines[0].get_color()
+
+
+def test_loss_curve_shape_mismatch():
+    with pytest.raises(ValueError, match="one value per epoch"):
+        LossCurveDisplay(reconstruction=[1, 2, 3], kl=[1, 2]).plot()
+
+
+def test_loss_curve_kl_axis_starts_at_zero_and_fits_overlays():
+    _, axes = plt.subplots(1, 2)
+    LossCurveDisplay(reconstruction=[3, 2], kl=[0.0, 0.0]).plot(axes)
+    disp = LossCurveDisplay(reconstruction=[3, 2], kl=[4.0, 5.0]).plot(axes)
+    bottom, top = disp.ax_[1].get_ylim()
+    assert bottom == 0.0
+    assert top >= 5.0
