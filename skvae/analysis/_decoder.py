@@ -1,0 +1,360 @@
+"""The decoder side: what moving along each latent dimension does to the output."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_array
+
+from .._losses import decoder_mean
+from ._common import (
+    check_batch_size,
+    check_codes,
+    chunks,
+    module_and_device,
+    output_derivative,
+    resolve_vae,
+    to_tensor,
+)
+
+# Rows of decoder input per chunk (perturbed codes count): bounds the memory of
+# one decoder call, whatever the number of samples.
+_DECODER_ROWS = 65_536
+
+_METHODS = ("forward", "central")
+
+
+def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_size=None):
+    """Finite-difference derivatives of the decoder mean at latent codes ``Z``.
+
+    For every latent dimension ``i``, with ``e_i`` its unit vector and ``f``
+    the decoder mean (what ``inverse_transform`` returns):
+
+    - 'forward': ``(f(z + step e_i) - f(z)) / step``, error of order ``step``;
+    - 'central': ``(f(z + step e_i) - f(z - step e_i)) / (2 step)``, error of
+      order ``step ** 2``;
+
+    until round-off, of order ``eps / step``, takes over (``eps`` is about
+    1e-16 in float64 and 1e-7 in float32). This is the "change each dimension
+    slightly and observe the output" view of the decoder;
+    :func:`decoder_jacobian` gives the exact derivative.
+
+    Parameters
+    ----------
+    vae : VAETransformer or Pipeline
+        A fitted ``VAETransformer``, or a fitted ``Pipeline`` whose last step
+        is one: the output is then mapped back to the pipeline's input space,
+        as ``Pipeline.inverse_transform`` does, through steps that must be
+        ``StandardScaler``, ``MinMaxScaler``, ``MaxAbsScaler``,
+        ``RobustScaler`` or 'passthrough'.
+
+    Z : array-like of shape (n_samples, n_components)
+        Latent codes, e.g. the output of ``transform``.
+
+    step : float, default=1e-3
+        The finite-difference step ``h``, positive.
+
+    method : {'forward', 'central'}, default='central'
+        The difference quotient.
+
+    batch_size : int, default=None
+        Codes per chunk. Each chunk is one decoder call on all its perturbed
+        codes (``n_components + 1`` or ``2 * n_components`` per code). None
+        means as many as keep a call under 65,536 decoder rows.
+
+    Returns
+    -------
+    D : ndarray of shape (n_samples, n_features, n_components)
+        ``D[n, j, i]`` approximates the derivative of output feature ``j``
+        with respect to latent dimension ``i`` at ``Z[n]``. The dtype follows
+        ``Z`` (float32 or float64).
+
+    See Also
+    --------
+    decoder_jacobian : The same derivative by automatic differentiation.
+    latent_traversal : Decoded outputs along one latent dimension.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvae import VAETransformer
+    >>> from skvae.analysis import decoder_finite_differences, decoder_jacobian
+    >>> X = np.random.RandomState(0).uniform(size=(100, 5))
+    >>> vae = VAETransformer(n_components=2, activation="tanh", max_iter=2,
+    ...                      random_state=0).fit(X)
+    >>> Z = vae.transform(X[:4])
+    >>> D = decoder_finite_differences(vae, Z, step=1e-4)
+    >>> D.shape
+    (4, 5, 2)
+    >>> bool(np.allclose(D, decoder_jacobian(vae, Z), atol=1e-7))
+    True
+    """
+    if not isinstance(method, str) or method not in _METHODS:
+        raise ValueError(f"method must be 'forward' or 'central', got {method!r}.")
+    if (
+        isinstance(step, bool)
+        or not isinstance(step, Real)
+        or not np.isfinite(step)
+        or step <= 0
+    ):
+        raise ValueError(f"step must be a positive finite number, got {step!r}.")
+    vae_, steps, Z = _check_decoder_input(vae, Z)
+    factor = output_derivative(steps)
+    n_samples, n_components = Z.shape
+    n_points = n_components + 1 if method == "forward" else 2 * n_components
+    batch_size = check_batch_size(batch_size, max(1, _DECODER_ROWS // n_points))
+
+    module, device = module_and_device(vae_, Z.dtype)
+    torch_dtype = next(module.parameters()).dtype
+    eye = step * torch.eye(n_components, dtype=torch_dtype, device=device)
+    if method == "forward":
+        offsets = torch.cat([torch.zeros_like(eye[:1]), eye])
+    else:
+        offsets = torch.cat([eye, -eye])
+    likelihood = vae_.likelihood
+    D = None
+    with torch.no_grad():
+        for rows in chunks(n_samples, batch_size):
+            z = to_tensor(Z[rows], Z.dtype, device)
+            # (m, n_points, n_components) perturbed codes, decoded in one call.
+            perturbed = (z.unsqueeze(1) + offsets).reshape(-1, n_components)
+            out = decoder_mean(likelihood, module.decode(perturbed))
+            out = out.reshape(z.shape[0], n_points, -1)
+            if method == "forward":
+                block = (out[:, 1:] - out[:, :1]) / step
+            else:
+                block = (out[:, :n_components] - out[:, n_components:]) / (2 * step)
+            block = block.transpose(1, 2).cpu().numpy()
+            if D is None:
+                D = np.empty((n_samples, *block.shape[1:]), dtype=Z.dtype)
+            D[rows] = block
+    return _scale_rows(D, factor)
+
+
+def decoder_jacobian(vae, Z, *, batch_size=None):
+    """Jacobian of the decoder mean at latent codes ``Z``, by autograd.
+
+    The exact counterpart of :func:`decoder_finite_differences`, computed by
+    forward-mode automatic differentiation (``torch.func.jacfwd``, vectorised
+    over the codes with ``torch.func.vmap``): one forward pass per latent
+    dimension, the cheap direction when ``n_components`` is smaller than
+    ``n_features``.
+
+    Parameters
+    ----------
+    vae : VAETransformer or Pipeline
+        A fitted ``VAETransformer``, or a fitted ``Pipeline`` ending in one
+        (see :func:`decoder_finite_differences`).
+
+    Z : array-like of shape (n_samples, n_components)
+        Latent codes.
+
+    batch_size : int, default=None
+        Codes per chunk. None means 4096.
+
+    Returns
+    -------
+    J : ndarray of shape (n_samples, n_features, n_components)
+        ``J[n, j, i]`` is the derivative of output feature ``j`` (the decoder
+        mean: probabilities for 'bernoulli') with respect to latent dimension
+        ``i`` at ``Z[n]``. The dtype follows ``Z``.
+
+    See Also
+    --------
+    decoder_finite_differences : The same derivative by finite differences.
+    encoder_jacobian : The other direction, from features to latent codes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvae import VAETransformer
+    >>> from skvae.analysis import decoder_jacobian
+    >>> X = np.random.RandomState(0).uniform(size=(100, 5))
+    >>> vae = VAETransformer(n_components=2, likelihood="bernoulli", max_iter=2,
+    ...                      random_state=0).fit(X)
+    >>> decoder_jacobian(vae, np.zeros((3, 2))).shape
+    (3, 5, 2)
+    """
+    vae_, steps, Z = _check_decoder_input(vae, Z)
+    factor = output_derivative(steps)
+    likelihood = vae_.likelihood
+    J = _forward_jacobian(
+        vae_,
+        lambda module, z: decoder_mean(likelihood, module.decode(z)),
+        Z,
+        check_batch_size(batch_size),
+    )
+    return _scale_rows(J, factor)
+
+
+def latent_coupling(vae, Z, *, batch_size=None):
+    """How each latent dimension moves the others through a decode-encode trip.
+
+    The Jacobian of ``z -> transform(inverse_transform(z))``, which by the
+    chain rule is ``J_enc(dec(z)) @ J_dec(z)``, averaged over the codes
+    ``Z``. Identity means each latent dimension comes back as itself and
+    alone; off-diagonal entries show that moving one dimension moves others
+    (entanglement); a diagonal entry near zero shows a dimension the decoder
+    ignores or the encoder does not recover (e.g. a collapsed one).
+
+    Parameters
+    ----------
+    vae : VAETransformer or Pipeline
+        A fitted ``VAETransformer``, or a Pipeline ending in one. The
+        coupling is that of the VAE alone: the steps before it would be
+        undone and redone on the round trip.
+
+    Z : array-like of shape (n_samples, n_components)
+        Latent codes at which to evaluate the coupling, e.g. ``transform(X)``
+        or draws from the prior.
+
+    batch_size : int, default=None
+        Codes per chunk. None means 4096.
+
+    Returns
+    -------
+    C : ndarray of shape (n_components, n_components)
+        ``C[k, i]``: the average derivative of latent dimension ``k`` of the
+        re-encoded output with respect to latent dimension ``i`` of the code.
+        The dtype follows ``Z``.
+
+    See Also
+    --------
+    decoder_jacobian : The decoder's half of the product.
+    encoder_jacobian : The encoder's half of the product.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvae import VAETransformer
+    >>> from skvae.analysis import latent_coupling
+    >>> X = np.random.RandomState(0).uniform(size=(100, 5))
+    >>> vae = VAETransformer(n_components=3, max_iter=2, random_state=0).fit(X)
+    >>> latent_coupling(vae, vae.transform(X)).shape
+    (3, 3)
+    """
+    vae_, _, Z = _check_decoder_input(vae, Z)
+    likelihood = vae_.likelihood
+
+    def round_trip(module, z):
+        return module.encode(decoder_mean(likelihood, module.decode(z)))[0]
+
+    total = np.zeros((vae_.n_components, vae_.n_components))
+    blocks = _forward_jacobian_blocks(vae_, round_trip, Z, check_batch_size(batch_size))
+    for _, block in blocks:
+        total += block.sum(axis=0, dtype=np.float64)
+    return (total / Z.shape[0]).astype(Z.dtype)
+
+
+def latent_traversal(vae, z0=None, dim=0, values=None):
+    """Decode codes that sweep one latent dimension while the others stay put.
+
+    Row ``r`` of the result is ``inverse_transform(z)`` with ``z = z0`` except
+    ``z[dim] = values[r]``: the seed post's "change each dimension and observe
+    the output".
+
+    Parameters
+    ----------
+    vae : VAETransformer or Pipeline
+        A fitted ``VAETransformer``, or a Pipeline ending in one, whose
+        ``inverse_transform`` then maps the output back through the steps.
+
+    z0 : array-like of shape (n_components,), default=None
+        The code the sweep starts from. None means zeros, the prior's mean.
+
+    dim : int, default=0
+        The latent dimension that sweeps, in ``[0, n_components)``.
+
+    values : array-like of shape (n_values,), default=None
+        The values it takes. None means ``np.linspace(-3, 3, 7)``, three
+        prior standard deviations either side of zero.
+
+    Returns
+    -------
+    X_traversal : ndarray of shape (n_values, n_features)
+        The decoded outputs (the decoder's mean: probabilities for
+        'bernoulli'), one row per value, float64 unless both ``z0`` and
+        ``values`` are float32.
+
+    See Also
+    --------
+    decoder_jacobian : The derivative of these outputs at a point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvae import VAETransformer
+    >>> from skvae.analysis import latent_traversal
+    >>> X = np.random.RandomState(0).uniform(size=(100, 5))
+    >>> vae = VAETransformer(n_components=2, likelihood="bernoulli", max_iter=2,
+    ...                      random_state=0).fit(X)
+    >>> latent_traversal(vae, dim=1, values=[-2.0, 0.0, 2.0]).shape
+    (3, 5)
+    """
+    estimator = vae
+    vae_, _ = resolve_vae(estimator)
+    n_components = vae_.n_components
+    if z0 is None:
+        z0 = np.zeros(n_components)
+    z0 = check_array(
+        z0, dtype=[np.float64, np.float32], ensure_2d=False, input_name="z0"
+    )
+    if z0.shape != (n_components,):
+        raise ValueError(
+            f"z0 must have shape ({n_components},), one value per latent "
+            f"dimension; got shape {z0.shape}."
+        )
+    if values is None:
+        values = np.linspace(-3.0, 3.0, 7)
+    values = check_array(
+        values, dtype=[np.float64, np.float32], ensure_2d=False, input_name="values"
+    )
+    if values.ndim != 1:
+        raise ValueError(f"values must be 1-D, got shape {values.shape}.")
+    if (
+        isinstance(dim, bool)
+        or not isinstance(dim, Integral)
+        or not 0 <= dim < n_components
+    ):
+        raise ValueError(f"dim must be an integer in [0, {n_components}), got {dim!r}.")
+    Z = np.tile(z0.astype(np.result_type(z0, values)), (values.shape[0], 1))
+    Z[:, dim] = values
+    return np.asarray(estimator.inverse_transform(Z))
+
+
+def _check_decoder_input(estimator, Z):
+    vae, steps = resolve_vae(estimator)
+    return vae, steps, check_codes(vae, Z)
+
+
+def _forward_jacobian(vae, fn, Z, batch_size):
+    """``(n, n_out, n_components)`` Jacobian of ``fn(module, z)`` at the rows of Z."""
+    J = None
+    for rows, block in _forward_jacobian_blocks(vae, fn, Z, batch_size):
+        if J is None:
+            J = np.empty((Z.shape[0], *block.shape[1:]), dtype=Z.dtype)
+        J[rows] = block
+    return J
+
+
+def _forward_jacobian_blocks(vae, fn, Z, batch_size):
+    """Yield ``(rows, J[rows])``, the Jacobian of ``fn(module, z)``, by chunks."""
+    module, device = module_and_device(vae, Z.dtype)
+
+    def single(z):
+        # vmap hands one code of shape (n_components,); the module wants rows.
+        return fn(module, z.unsqueeze(0)).squeeze(0)
+
+    jacobian = torch.func.vmap(torch.func.jacfwd(single))
+    for rows in chunks(Z.shape[0], batch_size):
+        # no_grad: the weights need no graph; forward-mode AD is not affected.
+        with torch.no_grad():
+            block = jacobian(to_tensor(Z[rows], Z.dtype, device))
+        yield rows, block.cpu().numpy()
+
+
+def _scale_rows(D, factor):
+    """Apply the diagonal derivative of the inverse steps to the feature axis."""
+    if factor is None:
+        return D
+    return D * np.asarray(factor, dtype=D.dtype)[:, np.newaxis]
