@@ -17,8 +17,10 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from skvae import VAETransformer  # noqa: E402
 from skvae.datasets import FLOW_FEATURE_NAMES, flows_preprocessor, make_flows  # noqa: E402
 from skvae.plotting import (  # noqa: E402
+    JacobianDisplay,
     LatentDistributionDisplay,
     LatentSpaceDisplay,
+    LatentTraversalDisplay,
     LossCurveDisplay,
 )
 
@@ -59,7 +61,9 @@ def pipeline(flows):
     vae = VAETransformer(
         n_components=3, likelihood="bernoulli", max_iter=30, random_state=0
     )
-    return make_pipeline(flows_preprocessor(), vae).fit(X)
+    # pandas out of the preprocessing, so that the VAE learns the feature names.
+    preprocessor = flows_preprocessor().set_output(transform="pandas")
+    return make_pipeline(preprocessor, vae).fit(X)
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +239,147 @@ def test_loss_curves_overlay_on_the_same_axes():
 def test_loss_curve_shape_mismatch():
     with pytest.raises(ValueError, match="one value per epoch"):
         LossCurveDisplay(reconstruction=[1, 2, 3], kl=[1, 2]).plot()
+
+
+# --------------------------------------------------------------- jacobian
+
+
+def test_encoder_jacobian_heatmap(vae, scaled):
+    from skvae.analysis import encoder_jacobian
+
+    X, _ = scaled
+    disp = JacobianDisplay.from_estimator(vae, X, name="auto")
+    expected = np.asarray(encoder_jacobian(vae, X)).mean(axis=0)
+    assert disp.jacobian.shape == (3, N_FEATURES)
+    np.testing.assert_allclose(disp.jacobian, expected, rtol=1e-6)
+    labels = [t.get_text() for t in disp.ax_.get_xticklabels()]
+    assert labels == list(FLOW_FEATURE_NAMES)
+    assert [t.get_text() for t in disp.ax_.get_yticklabels()] == ["z0", "z1", "z2"]
+    assert disp.ax_.get_title() == "Encoder Jacobian: mean dz/dx (auto)"
+    assert disp.ax_.get_xlabel() == "input feature"
+    vmin, vmax = disp.image_.get_clim()
+    assert vmin == -vmax == -np.abs(expected).max()
+    assert disp.colorbar_ is not None and disp.bars_ is None
+
+
+def test_encoder_jacobian_matches_finite_differences(vae, scaled):
+    # The display's numbers are derivatives of transform: check one by hand.
+    X, _ = scaled
+    X = X.iloc[:40]
+    disp = JacobianDisplay.from_estimator(vae, X)
+    j, step = 5, 1e-4
+    shifted = X.copy()
+    shifted.iloc[:, j] += step
+    by_hand = ((vae.transform(shifted) - vae.transform(X)) / step).mean(axis=0)
+    np.testing.assert_allclose(disp.jacobian[:, j], by_hand, atol=1e-3)
+
+
+def test_decoder_sensitivity_bars(vae, scaled):
+    X, _ = scaled
+    disp = JacobianDisplay.from_estimator(vae, X, side="decoder", kind="bars")
+    assert disp.jacobian.shape == (3, N_FEATURES)
+    assert disp.ax_.shape == (3,)
+    assert len(disp.bars_) == 3
+    heights = [bar.get_height() for bar in disp.bars_[2]]
+    np.testing.assert_allclose(heights, disp.jacobian[2])
+    assert disp.ax_[0].get_title() == "Decoder sensitivity: mean dx\u0302/dz"
+    assert disp.ax_[1].get_ylabel() == "z1\ndx\u0302/dz"
+    assert disp.image_ is None
+    # Derivative of inverse_transform along z1, at the data's codes.
+    Z = vae.transform(X)
+    step = 1e-4
+    up, down = Z.copy(), Z.copy()
+    up[:, 1] += step
+    down[:, 1] -= step
+    by_hand = (vae.inverse_transform(up) - vae.inverse_transform(down)) / (2 * step)
+    np.testing.assert_allclose(disp.jacobian[1], by_hand.mean(axis=0), atol=1e-3)
+
+
+def test_jacobian_pipeline_uses_feature_names(flows):
+    X, _ = flows
+    # numpy between the steps: the names come from the preprocessing's output.
+    vae = VAETransformer(n_components=2, likelihood="bernoulli", max_iter=2)
+    pipe = make_pipeline(flows_preprocessor(), vae).fit(X)
+    assert not hasattr(pipe[-1], "feature_names_in_")
+    disp = JacobianDisplay.from_estimator(pipe, X, side="decoder")
+    labels = [t.get_text() for t in disp.ax_.get_xticklabels()]
+    assert labels == list(FLOW_FEATURE_NAMES)
+    # Without a pipeline and without names: x0, x1, ...
+    disp = JacobianDisplay.from_estimator(pipe[-1], pipe[:-1].transform(X))
+    assert disp.ax_.get_xticklabels()[47].get_text() == "x47"
+
+
+def test_jacobian_bad_arguments(vae, scaled):
+    X, _ = scaled
+    with pytest.raises(ValueError, match="side must be one of"):
+        JacobianDisplay.from_estimator(vae, X, side="middle")
+    disp = JacobianDisplay(jacobian=np.ones((2, 3)))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        disp.plot(kind="pie")
+    with pytest.raises(ValueError, match="feature_names has 2 entries"):
+        JacobianDisplay(jacobian=np.ones((2, 3)), feature_names=["a", "b"]).plot()
+    labels = [t.get_text() for t in disp.plot().ax_.get_xticklabels()]
+    assert labels == ["x0", "x1", "x2"]
+
+
+# -------------------------------------------------------------- traversal
+
+
+def test_latent_traversal_lines(vae, scaled):
+    X, _ = scaled
+    disp = LatentTraversalDisplay.from_estimator(vae, X, dim=2, n_features=4)
+    np.testing.assert_allclose(disp.values, np.linspace(-3, 3, 25))
+    assert disp.decoded.shape == (25, N_FEATURES)
+    # Each row decodes the mean code of X with z2 replaced by the value.
+    codes = np.tile(vae.transform(X).mean(axis=0), (25, 1))
+    codes[:, 2] = disp.values
+    np.testing.assert_allclose(disp.decoded, vae.inverse_transform(codes), atol=1e-6)
+    # The lines are the four features that change most, most changing first.
+    spread = np.ptp(disp.decoded, axis=0)
+    assert len(disp.lines_) == 4
+    assert list(spread[disp.features_]) == sorted(spread, reverse=True)[:4]
+    legend = [t.get_text() for t in disp.ax_.get_legend().get_texts()]
+    assert legend == [FLOW_FEATURE_NAMES[j] for j in disp.features_]
+    assert disp.ax_.get_xlabel() == "z2"
+    assert disp.ax_.get_ylabel() == "decoded value"
+    assert disp.ax_.get_title() == "Traversal of z2"
+
+
+def test_latent_traversal_heatmap_from_the_origin(vae):
+    values = np.linspace(-1, 1, 5)
+    disp = LatentTraversalDisplay.from_estimator(
+        vae, dim=0, values=values, kind="heatmap", name="m"
+    )
+    codes = np.zeros((5, 3))
+    codes[:, 0] = values
+    np.testing.assert_allclose(disp.decoded, vae.inverse_transform(codes), atol=1e-6)
+    assert disp.image_.get_array().shape == (5, N_FEATURES)
+    assert disp.ax_.get_ylabel() == "z0"
+    assert disp.ax_.get_title() == "Traversal of z0 (m)"
+    assert disp.lines_ is None
+
+
+def test_latent_traversal_shape_mismatch():
+    with pytest.raises(ValueError, match="one row per value"):
+        LatentTraversalDisplay(values=[0, 1], decoded=np.ones((3, 4)), dim=0).plot()
+
+
+# --------------------------------------------------------------- rendering
+
+
+def test_every_display_renders_to_png(vae, scaled, tmp_path):
+    X, y = scaled
+    displays = [
+        LatentSpaceDisplay.from_estimator(vae, X, y),
+        LatentDistributionDisplay.from_estimator(vae, X, y),
+        LossCurveDisplay.from_estimator(vae),
+        JacobianDisplay.from_estimator(vae, X),
+        LatentTraversalDisplay.from_estimator(vae, X),
+    ]
+    for i, disp in enumerate(displays):
+        path = tmp_path / f"{i}.png"
+        disp.figure_.savefig(path)
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_loss_curve_kl_axis_starts_at_zero_and_fits_overlays():

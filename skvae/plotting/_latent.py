@@ -315,8 +315,9 @@ class LatentDistributionDisplay:
             Name shown in the first panel's y-axis label; overrides
             ``estimator_name``.
 
-        bins : int, default=30
-            Number of bins per dimension, shared by the classes.
+        bins : int or array-like of float, default=30
+            Number of bins per dimension, shared by the classes, or the bin
+            edges, shared by every dimension too (to compare panels).
 
         **kwargs : dict
             Passed to ``ax.hist``.
