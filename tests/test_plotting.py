@@ -186,6 +186,11 @@ def test_latent_distribution_from_estimator(vae, scaled):
     assert len(disp.bin_edges_) == 3
     assert all(edges.shape == (13,) for edges in disp.bin_edges_)
     assert [len(patches) for patches in disp.patches_] == [2, 2, 2]
+    # Class 1's histogram of dimension 0 counts exactly its codes.
+    Z = vae.transform(X)
+    counts, _ = np.histogram(Z[y == 1, 0], bins=disp.bin_edges_[0])
+    widths = np.diff(disp.bin_edges_[0])
+    np.testing.assert_allclose(disp.heights_[0][1], counts / counts.sum() / widths)
     kl = vae.kl_per_dimension_
     assert [ax.get_title() for ax in disp.ax_] == [
         f"z{d} (KL {kl[d]:.2f} nats)" for d in range(3)
@@ -193,9 +198,19 @@ def test_latent_distribution_from_estimator(vae, scaled):
     assert disp.ax_[0].get_ylabel() == "m\ndensity"
     assert disp.ax_[2].get_xlabel() == "latent code"
     # The bins cover the codes of that dimension exactly.
-    Z = vae.transform(X)
     assert disp.bin_edges_[1][0] == pytest.approx(Z[:, 1].min())
     assert disp.bin_edges_[1][-1] == pytest.approx(Z[:, 1].max())
+
+
+def test_latent_distribution_shared_bin_edges():
+    Z = np.column_stack([np.zeros(10), np.linspace(-2, 2, 10)])
+    edges = np.linspace(-3, 3, 7)
+    disp = LatentDistributionDisplay(Z=Z).plot(bins=edges)
+    for d in range(2):
+        np.testing.assert_array_equal(disp.bin_edges_[d], edges)
+    # The constant dimension is a single bar: all its mass in the bin of 0.
+    np.testing.assert_array_equal(disp.heights_[0][0], [0, 0, 0, 1.0, 0, 0])
+    assert disp.heights_[1][0].sum() == pytest.approx(1.0)  # a density
 
 
 def test_latent_distribution_needs_one_axes_per_dimension():

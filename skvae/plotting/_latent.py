@@ -264,6 +264,10 @@ class LatentDistributionDisplay:
     bin_edges_ : list of ndarray
         Bin edges of each dimension's histograms, shared by the classes.
 
+    heights_ : list of list of ndarray
+        ``heights_[d][c]``: the histogram of class ``c`` in dimension ``d``,
+        one value per bin (densities, unless ``density=False`` is passed).
+
     patches_ : list of list
         ``patches_[d][c]``: the patches of class ``c`` in dimension ``d``.
 
@@ -340,17 +344,19 @@ class LatentDistributionDisplay:
         style = {"histtype": "stepfilled", "alpha": 0.45, "density": True}
         style.update(kwargs)
 
-        self.bin_edges_, self.patches_ = [], []
+        self.bin_edges_, self.heights_, self.patches_ = [], [], []
         for d, ax_d in enumerate(axes):
             edges = np.histogram_bin_edges(Z[:, d], bins=bins)
-            patches = []
+            heights, patches = [], []
             for label, mask, color in zip(labels, masks, colors, strict=True):
                 legend = None if label is None else str(label)
-                *_, patch = ax_d.hist(
+                height, _, patch = ax_d.hist(
                     Z[mask, d], bins=edges, color=color, label=legend, **style
                 )
+                heights.append(np.asarray(height))
                 patches.append(patch)
             self.bin_edges_.append(edges)
+            self.heights_.append(heights)
             self.patches_.append(patches)
             ax_d.set_title(component_label(d, kl))
             ax_d.set_xlabel("latent code")

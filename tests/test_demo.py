@@ -1,0 +1,332 @@
+"""The ``skvae`` command line and the demo behind it, run in-process."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from skvae import _demo
+from skvae.__main__ import main
+from skvae.datasets import make_flows
+
+pytest.importorskip("matplotlib")
+TINY = ["--max-iter", "3", "--seeds", "1", "--quiet"]
+
+
+def run(capsys, *argv):
+    """``main(argv)``: exit status, stdout and stderr."""
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.fixture
+def flows_csv(tmp_path):
+    X, y = make_flows(n_samples=120, random_state=0, as_frame=True)
+    frame = X.assign(label=y.map({0: "benign", 1: "slowloris"}))
+    path = tmp_path / "flows.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+# ------------------------------------------------------------- happy paths
+
+
+def test_default_data_writes_table_verdict_and_figures(capsys, tmp_path):
+    out = tmp_path / "figures"
+    threads = torch.get_num_threads()
+    status, stdout, stderr = run(capsys, "demo", *TINY, "--out", str(out))
+    assert status == 0, stderr
+    assert torch.get_num_threads() == threads  # the demo's 1 thread is undone
+    assert stderr == ""  # --quiet: no progress bar
+    assert sorted(p.name for p in out.iterdir()) == sorted(_demo.FIGURES.values())
+    assert all(p.stat().st_size > 10_000 for p in out.iterdir())
+    lines = stdout.splitlines()
+    header = next(line for line in lines if line.startswith("recon_weight"))
+    assert header.split()[:3] == ["recon_weight", "silhouette", "scorer"]
+    assert any(line.startswith("1 ") for line in lines)
+    assert any(line.startswith("auto (48) ") for line in lines)
+    assert any(line.startswith("Verdict: ") for line in lines)
+    assert f"Figures written to {out.resolve()}" in stdout
+
+
+def test_progress_goes_to_stderr(capsys, tmp_path):
+    status, stdout, stderr = run(
+        capsys,
+        "demo",
+        "--data",
+        "breast_cancer",
+        "--recon-weights",
+        "auto",
+        "--max-iter",
+        "2",
+        "--seeds",
+        "2",
+        "--n-components",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
+    assert status == 0, stderr
+    progress = [line for line in stderr.splitlines() if line.startswith("[")]
+    # Two grid-search fits and one refit for the figures.
+    assert len(progress) == 3
+    assert progress[-1].startswith("[####################] 3/3 fits")
+    assert "breast_cancer" in stdout
+    assert "malignant" in stdout  # the class names, in the data summary
+    assert "Done in" in stdout
+
+
+def test_digits_and_a_custom_weight(capsys, tmp_path):
+    status, stdout, stderr = run(
+        capsys,
+        "demo",
+        "--data",
+        "digits",
+        "--recon-weights",
+        "8",
+        "--n-components",
+        "2",
+        *TINY,
+        "--out",
+        str(tmp_path),
+    )
+    assert status == 0, stderr
+    table = [line for line in stdout.splitlines() if line.startswith("8 ")]
+    assert len(table) == 1
+    # Without both 1 and auto there is no claim to check, and it says so.
+    assert "Include 1 and auto in --recon-weights" in stdout
+
+
+def test_csv(capsys, tmp_path, flows_csv):
+    path, _ = flows_csv
+    status, stdout, stderr = run(
+        capsys,
+        "demo",
+        "--csv",
+        str(path),
+        "--label",
+        "label",
+        "--n-components",
+        "2",
+        "--max-iter",
+        "3",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert status == 0, stderr
+    summary = "flows.csv (label 'label'): 120 rows, 48 features, 2 classes"
+    assert f"Data: {summary} (benign 96, slowloris 24); min-max scaled" in stdout
+    assert (tmp_path / "out" / "encoder_jacobian.png").is_file()
+
+
+# ------------------------------------------------------------- bad input
+
+
+def _one_line_error(status, stdout, stderr):
+    assert status == 2
+    assert stdout == ""
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("skvae demo: error: ")
+    return lines[0]
+
+
+def test_missing_csv(capsys, tmp_path):
+    missing = tmp_path / "nope.csv"
+    out = tmp_path / "out"
+    result = run(
+        capsys, "demo", "--csv", str(missing), "--label", "y", "--out", str(out)
+    )
+    assert f"no such file: {str(missing)!r}" in _one_line_error(*result)
+    assert not out.exists()  # nothing was created before the input was checked
+
+
+def test_missing_label_column(capsys, tmp_path, flows_csv):
+    path, _ = flows_csv
+    result = run(capsys, "demo", "--csv", str(path), "--label", "class")
+    message = _one_line_error(*result)
+    assert "--label 'class' is not a column of flows.csv" in message
+    assert "duration, protocol, src_port" in message
+
+
+def test_non_numeric_columns(capsys, tmp_path, flows_csv):
+    _, frame = flows_csv
+    path = tmp_path / "mixed.csv"
+    frame.assign(host="example.org", proto="tcp").to_csv(path, index=False)
+    result = run(capsys, "demo", "--csv", str(path), "--label", "label")
+    message = _one_line_error(*result)
+    assert "mixed.csv has non-numeric columns: host, proto" in message
+
+
+def test_missing_values(capsys, tmp_path, flows_csv):
+    _, frame = flows_csv
+    frame = frame.copy()
+    frame.loc[3, "duration"] = np.nan
+    path = tmp_path / "holes.csv"
+    frame.to_csv(path, index=False)
+    result = run(capsys, "demo", "--csv", str(path), "--label", "label")
+    assert "missing values in columns: duration" in _one_line_error(*result)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (["a"] * 6, "has 1 distinct value; the demo needs at least 2 classes"),
+        (["a"] * 5 + ["b"], "class 'b' of 'y' has a single row"),
+        ([str(i) for i in range(30)], "has 30 distinct values"),
+    ],
+)
+def test_labels_that_are_not_classes(capsys, tmp_path, labels, message):
+    path = tmp_path / "t.csv"
+    rows = "\n".join(f"{i},{i % 3},{label}" for i, label in enumerate(labels))
+    path.write_text("f1,f2,y\n" + rows + "\n")
+    result = run(capsys, "demo", "--csv", str(path), "--label", "y")
+    assert message in _one_line_error(*result)
+
+
+def test_empty_csv(capsys, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    result = run(capsys, "demo", "--csv", str(path), "--label", "y")
+    assert "could not read" in _one_line_error(*result)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--seeds", "0"], "argument --seeds: must be at least 1, got 0"),
+        (["--max-iter", "ten"], "argument --max-iter: 'ten' is not an integer"),
+        (["--n-components", "-1"], "argument --n-components: must be at least 1"),
+        (
+            ["--recon-weights", "1,x"],
+            "argument --recon-weights: 'x' is neither a positive number nor 'auto'",
+        ),
+        (["--recon-weights", "0"], "'0' is neither a positive number nor 'auto'"),
+        (["--data", "mnist"], "argument --data: invalid choice: 'mnist'"),
+        (["--data", "digits", "--csv", "x.csv"], "not allowed with argument"),
+        (["--csv", "x.csv"], "--csv needs --label COLUMN"),
+        (["--label", "y"], "--label goes with --csv PATH"),
+    ],
+)
+def test_bad_arguments(capsys, argv, message):
+    result = run(capsys, "demo", *argv)
+    assert message in _one_line_error(*result)
+
+
+def test_out_is_a_file(capsys, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("")
+    result = run(capsys, "demo", *TINY, "--out", str(target))
+    assert "exists and is not a directory" in _one_line_error(*result)
+
+
+# ------------------------------------------------------------- help
+
+
+def test_help(capsys):
+    status, stdout, _ = run(capsys, "--help")
+    assert status == 0
+    assert "demo" in stdout and "usage: skvae" in stdout
+    status, stdout, _ = run(capsys, "demo", "--help")
+    assert status == 0
+    for option in ["--data", "--csv", "--label", "--recon-weights", "--seeds"]:
+        assert option in stdout
+    for option in ["--max-iter", "--n-components", "--out", "--quiet"]:
+        assert option in stdout
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    status, stdout, _ = run(capsys)
+    assert status == 2
+    assert "usage: skvae" in stdout
+
+
+def test_python_dash_m():
+    done = subprocess.run(
+        [sys.executable, "-m", "skvae", "demo", "--seeds", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("skvae demo: error: argument --seeds")
+    assert "Traceback" not in done.stderr
+
+
+# ------------------------------------------------------------- the logic
+
+
+def test_parse_recon_weights():
+    assert _demo.parse_recon_weights("1, 8,auto,1") == [1.0, 8.0, "auto"]
+    with pytest.raises(_demo.DemoError, match="'inf' is neither"):
+        _demo.parse_recon_weights("inf")
+
+
+def _result(weight, silhouette, active_units, kl):
+    n = len(silhouette)
+    return _demo.SettingResult(
+        recon_weight=weight,
+        n_features=48,
+        seeds=list(range(n)),
+        silhouette=np.array(silhouette),
+        silhouette_active=np.array(silhouette),
+        active_units=np.array(active_units),
+        kl_per_dimension=np.tile(kl, (n, 1)),
+        reconstruction=np.full(n, 12.0),
+        n_iter=np.array([50, 60, 200][:n]),
+    )
+
+
+def test_verdict_when_the_effect_shows():
+    plain = _result(1.0, [0.0, 0.05, -0.05], [0, 0, 0], [0.0, 0.0, 0.0])
+    weighted = _result("auto", [0.6, 0.62, 0.58], [3, 2, 3], [0.9, 0.05, 0.02])
+    text = _demo.verdict([plain, weighted])
+    assert "recon_weight=1: posterior collapse in 3 of 3 seeds" in text
+    assert "recon_weight=auto (48): 2.7 active dimensions" in text
+    assert "Verdict: as in the seed post" in text
+    assert "silhouette 0.60 against 0.00" in text
+
+
+def test_verdict_says_what_failed():
+    plain = _result(1.0, [0.3, 0.35, 0.25], [0, 1, 0], [0.2, 0.0, 0.0])
+    weighted = _result("auto", [0.35, 0.4, 0.3], [1, 1, 1], [0.9, 0.0, 0.0])
+    text = _demo.verdict([plain, weighted])
+    assert "did not fully show" in text
+    assert "recon_weight=1 kept active dimensions in some seeds" in text
+    assert "recon_weight=auto had fewer than 2 active dimensions" in text
+    assert "only +0.05 above recon_weight=1 (needs > 0.14)" in text
+    assert "but collapsed in 2 of 3 seeds" in text
+
+
+def test_format_table():
+    plain = _result(1.0, [0.0, 0.1, -0.1], [0, 0, 0], [0.0, 0.0, 0.0])
+    weighted = _result("auto", [0.6, 0.6, 0.6], [3, 2, 3], [0.9, 0.05, 0.02])
+    lines = _demo.format_table([plain, weighted], max_iter=200).splitlines()
+    assert lines[2].split() == [
+        "1",
+        "0.000",
+        "\u00b1",
+        "0.100",
+        "0.000",
+        "\u00b1",
+        "0.100",
+        "0.0",
+        "(0-0)",
+        "0.000",
+        "0.000",
+        "0.000",
+        "12.00",
+        "\u00b1",
+        "0.00",
+        "103",
+        "(1",
+        "hit",
+        "max)",
+    ]
+    assert lines[3].startswith("auto (48)")
+    assert "2.7 (2-3)" in lines[3]
+    assert "0.900  0.050  0.020" in lines[3]
