@@ -277,7 +277,7 @@ def _result(weight, silhouette, active_units, kl):
         active_units=np.array(active_units),
         kl_per_dimension=np.tile(kl, (n, 1)),
         reconstruction=np.full(n, 12.0),
-        n_iter=np.array([50, 60, 200][:n]),
+        n_iter=np.resize([50, 60, 200], n),
     )
 
 
@@ -298,8 +298,25 @@ def test_verdict_says_what_failed():
     assert "did not fully show" in text
     assert "recon_weight=1 kept active dimensions in some seeds" in text
     assert "recon_weight=auto had fewer than 2 active dimensions" in text
-    assert "only +0.05 above recon_weight=1 (needs > 0.14)" in text
+    assert (
+        "(48)'s silhouette is only +0.05 above recon_weight=1's (needs > 0.1)" in text
+    )
     assert "but collapsed in 2 of 3 seeds" in text
+
+
+def test_verdict_needs_every_seed_apart():
+    plain = _result(1.0, [0.0, 0.05, 0.3], [0, 0, 0], [0.0, 0.0, 0.0])
+    weighted = _result("auto", [0.6, 0.62, 0.25], [3, 3, 3], [0.9, 0.05, 0.02])
+    text = _demo.verdict([plain, weighted])
+    assert (
+        "overlaps recon_weight=1's across seeds (lowest 0.25 vs highest 0.30)" in text
+    )
+    assert "did not fully show" in text
+    # A collapsed setting's silhouette is noise: a wide spread there is no
+    # reason to doubt a separation that holds in every seed.
+    plain = _result(1.0, [0.31, 0.05, 0.17, 0.28, -0.11], [0] * 5, [0.0] * 3)
+    weighted = _result("auto", [0.42, 0.41, 0.44, 0.42, 0.44], [3] * 5, [0.9] * 3)
+    assert "Verdict: as in the seed post" in _demo.verdict([plain, weighted])
 
 
 def test_format_table():
