@@ -24,8 +24,11 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .._vae import VAETransformer
 
 # Rows per chunk when a call does not say: bounds the memory of the
-# intermediate tensors (a few rows x widths), never the size of the result.
+# intermediate tensors, never the size of the result.
 DEFAULT_BATCH_SIZE = 4096
+# Values held by the largest intermediate tensor of a chunk when a call does
+# not say otherwise (16 MiB in float32, 32 MiB in float64).
+CHUNK_VALUES = 2**22
 
 _SUPPORTED_STEPS = "StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler"
 
@@ -172,9 +175,14 @@ def check_codes(vae, Z, name="Z"):
     return Z
 
 
-def check_batch_size(batch_size, default=DEFAULT_BATCH_SIZE):
+def check_batch_size(batch_size, values_per_row=None):
+    """``batch_size``, or the default: 4096 rows, fewer when each row's
+    largest intermediate holds ``values_per_row`` values, so that a chunk holds
+    at most ``CHUNK_VALUES``."""
     if batch_size is None:
-        return default
+        if values_per_row is None:
+            return DEFAULT_BATCH_SIZE
+        return max(1, min(DEFAULT_BATCH_SIZE, CHUNK_VALUES // values_per_row))
     if (
         isinstance(batch_size, bool)
         or not isinstance(batch_size, Integral)

@@ -17,10 +17,6 @@ from ._common import (
     to_tensor,
 )
 
-# Rows of decoder input per chunk (perturbed codes count): bounds the memory of
-# one decoder call, whatever the number of samples.
-_DECODER_ROWS = 65_536
-
 _METHODS = ("forward", "central")
 
 
@@ -60,7 +56,8 @@ def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_siz
     batch_size : int, default=None
         Codes per chunk. Each chunk is one decoder call on all its perturbed
         codes (``n_components + 1`` or ``2 * n_components`` per code). None
-        means as many as keep a call under 65,536 decoder rows.
+        means up to 4096, fewer when the decoder's output for a chunk would
+        exceed 2**22 values.
 
     Returns
     -------
@@ -73,6 +70,13 @@ def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_siz
     --------
     decoder_jacobian : The same derivative by automatic differentiation.
     latent_traversal : Decoded outputs along one latent dimension.
+
+    Notes
+    -----
+    With piecewise-linear activations ('relu', 'leaky_relu') the decoder has
+    kinks; a difference quotient whose points straddle one is the slope of a
+    secant, which matches the derivative on neither side. Smooth activations
+    ('tanh', 'gelu', 'silu', ...) do not have this problem.
 
     Examples
     --------
@@ -102,7 +106,8 @@ def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_siz
     factor = output_derivative(steps)
     n_samples, n_components = Z.shape
     n_points = n_components + 1 if method == "forward" else 2 * n_components
-    batch_size = check_batch_size(batch_size, max(1, _DECODER_ROWS // n_points))
+    n_features = vae_.n_features_in_
+    batch_size = check_batch_size(batch_size, n_points * n_features)
 
     module, device = module_and_device(vae_, Z.dtype)
     torch_dtype = next(module.parameters()).dtype
@@ -150,7 +155,8 @@ def decoder_jacobian(vae, Z, *, batch_size=None):
         Latent codes.
 
     batch_size : int, default=None
-        Codes per chunk. None means 4096.
+        Codes per chunk. None means up to 4096, fewer when a chunk's
+        Jacobian would exceed 2**22 values.
 
     Returns
     -------
@@ -182,7 +188,7 @@ def decoder_jacobian(vae, Z, *, batch_size=None):
         vae_,
         lambda module, z: decoder_mean(likelihood, module.decode(z)),
         Z,
-        check_batch_size(batch_size),
+        check_batch_size(batch_size, vae_.n_features_in_ * vae_.n_components),
     )
     return _scale_rows(J, factor)
 
@@ -209,7 +215,8 @@ def latent_coupling(vae, Z, *, batch_size=None):
         or draws from the prior.
 
     batch_size : int, default=None
-        Codes per chunk. None means 4096.
+        Codes per chunk. None means up to 4096, fewer when a chunk's
+        decoder Jacobian would exceed 2**22 values.
 
     Returns
     -------
@@ -240,7 +247,9 @@ def latent_coupling(vae, Z, *, batch_size=None):
         return module.encode(decoder_mean(likelihood, module.decode(z)))[0]
 
     total = np.zeros((vae_.n_components, vae_.n_components))
-    blocks = _forward_jacobian_blocks(vae_, round_trip, Z, check_batch_size(batch_size))
+    # The tangents through the decoder are the widest: n_features per direction.
+    batch_size = check_batch_size(batch_size, vae_.n_features_in_ * vae_.n_components)
+    blocks = _forward_jacobian_blocks(vae_, round_trip, Z, batch_size)
     for _, block in blocks:
         total += block.sum(axis=0, dtype=np.float64)
     return (total / Z.shape[0]).astype(Z.dtype)

@@ -95,17 +95,20 @@ def encoder_jacobian(vae, X, *, batch_size=None):
     >>> J.dtype
     dtype('float64')
     """
-    _, shape, blocks = _jacobian_blocks(vae, X, batch_size)
-    J = None
-    for rows, block in blocks:
-        if J is None:
-            J = np.empty(shape, dtype=block.dtype)
-        J[rows] = block
+    _, J, blocks = _jacobian_blocks(vae, X, batch_size, full=True)
+    for _ in blocks:
+        pass
     return J
 
 
-def _jacobian_blocks(estimator, X, batch_size):
-    """The VAE, the Jacobian's shape and a generator of ``(rows, J[rows])``."""
+def _jacobian_blocks(estimator, X, batch_size, full=False):
+    """The VAE, an output array and a generator of ``(rows, J[rows])``.
+
+    With ``full``, the output holds the whole ``(n_samples, n_components,
+    n_features)`` Jacobian once the generator is exhausted, and blocks are
+    views of it; otherwise it is a buffer of ``batch_size`` rows, reused, and
+    each block is valid until the next.
+    """
     batch_size = check_batch_size(batch_size)
     vae, X_vae, dX = to_vae_input(estimator, X, derivative=True)
     # The supported steps keep the number of features.
@@ -115,34 +118,38 @@ def _jacobian_blocks(estimator, X, batch_size):
         dX = np.asarray(dX, dtype=X_vae.dtype)
         dX = dX[:, np.newaxis, :] if dX.ndim == 2 else dX
 
+    n_rows = shape[0] if full else min(batch_size, shape[0])
+    out = np.empty((n_rows, *shape[1:]), dtype=X_vae.dtype)
+
     def blocks():
         module, device = module_and_device(vae, X_vae.dtype)
         for rows in chunks(shape[0], batch_size):
-            block = _encoder_jacobian_chunk(
-                module, to_tensor(X_vae[rows], X_vae.dtype, device)
-            )
+            block = out[rows] if full else out[: rows.stop - rows.start]
+            x = to_tensor(X_vae[rows], X_vae.dtype, device)
+            _encoder_jacobian_chunk(module, x, block)
             if dX is not None:
                 block *= dX[rows] if dX.ndim == 3 else dX
             yield rows, block
 
-    return vae, shape, blocks()
+    return vae, out, blocks()
 
 
-def _encoder_jacobian_chunk(module, x):
-    """``(m, n_components, n_features)`` Jacobian of the posterior mean at ``x``."""
+def _encoder_jacobian_chunk(module, x, out):
+    """Write the Jacobian of the posterior mean at rows ``x`` into ``out``.
+
+    ``out`` has shape ``(m, n_components, n_features)``.
+    """
     n_components = module.n_components
     with torch.enable_grad():
         x.requires_grad_(True)
         mean = module.encode(x)[0]
-        gradients = []
         for k in range(n_components):
             # Rows are independent, so the gradient of the column sum is, row
             # by row, the gradient of each row's own output.
             (gradient,) = torch.autograd.grad(
                 mean[:, k].sum(), x, retain_graph=k < n_components - 1
             )
-            gradients.append(gradient.cpu().numpy())
-    return np.stack(gradients, axis=1)
+            out[:, k] = gradient.cpu().numpy()
 
 
 def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
@@ -235,15 +242,16 @@ def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
     ):
         raise ValueError(f"n_top must be a positive integer or None, got {n_top!r}.")
 
-    model, (n_samples, n_components, n_features), blocks = _jacobian_blocks(
-        vae, X, batch_size
-    )
+    model, buffer, blocks = _jacobian_blocks(vae, X, batch_size)
+    n_components, n_features = buffer.shape[1:]
     # Sums over samples, chunk by chunk: the full Jacobian is never held.
     total = np.zeros((n_components, n_features))
     total_abs = np.zeros((n_components, n_features))
     n_positive = np.zeros((n_components, n_features), dtype=np.intp)
     n_negative = np.zeros((n_components, n_features), dtype=np.intp)
+    n_samples = 0
     for _, block in blocks:
+        n_samples += block.shape[0]
         total += block.sum(axis=0, dtype=np.float64)
         total_abs += np.abs(block).sum(axis=0, dtype=np.float64)
         n_positive += np.count_nonzero(block > 0, axis=0)
