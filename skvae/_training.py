@@ -7,11 +7,30 @@ training device and reads the history back.
 
 import copy
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import optimizer as optim_module
 
-from ._losses import elbo, loss_terms
+from ._losses import (
+    elbo,
+    kl_divergence_and_grad,
+    loss_terms,
+    negative_log_likelihood_and_grad,
+)
+from ._modules import VAEModule
+
+# A training step of fewer floating-point operations than this runs on one CPU
+# thread: its time is per-operation overhead (about 5 us for each of ~50
+# kernels), which more threads only add to, with their wake-ups and barriers,
+# and, on a machine that is busy with other work, with waits for a free core.
+# The default model (about 10.8k weights) at batch 128 needs about 8 MFLOP.
+# See benchmarks/README.md for the measurements behind the value.
+SINGLE_THREAD_MAX_FLOPS = 64e6
 
 
 @dataclass
@@ -66,12 +85,18 @@ def train_step(module, optimizer, objective, x, eps, kl_weight):
     return torch.stack([recon_mean.detach().sum(), kl.detach().sum()])
 
 
-def run_single_epoch(module, optimizer, objective, X, batch_size, generator, epoch):
+def run_single_epoch(
+    module, optimizer, objective, X, batch_size, generator, epoch, step=None
+):
     """One shuffled pass over ``X``.
 
-    Returns ``(loss, reconstruction, kl)`` per sample, as Python floats, where
-    reconstruction is the negative log-likelihood summed over features.
+    ``step(x, eps, kl_weight)`` is the training step (by default the one that
+    :func:`make_train_step` picks). Returns ``(loss, reconstruction, kl)`` per
+    sample, as Python floats, where reconstruction is the negative
+    log-likelihood summed over features.
     """
+    if step is None:
+        step = make_train_step(module, optimizer, objective)
     n_samples = X.shape[0]
     n_components = module.n_components
     # One gather and one noise draw per epoch; batches are then contiguous views.
@@ -81,20 +106,268 @@ def run_single_epoch(module, optimizer, objective, X, batch_size, generator, epo
         n_samples, n_components, generator=generator, device=X.device, dtype=X.dtype
     )
     kl_weight = objective.kl_weight(epoch)
-    totals = torch.zeros(2, device=X.device, dtype=X.dtype)
-    for start in range(0, n_samples, batch_size):
-        stop = start + batch_size
-        totals += train_step(
-            module,
-            optimizer,
-            objective,
-            X_shuffled[start:stop],
-            eps[start:stop],
-            kl_weight,
+    sums = [
+        step(x, e, kl_weight)
+        for x, e in zip(
+            X_shuffled.split(batch_size), eps.split(batch_size), strict=True
         )
-    recon_mean_sum, kl_sum = (totals / n_samples).tolist()
+    ]
+    recon_mean_sum, kl_sum = (torch.stack(sums).sum(dim=0) / n_samples).tolist()
     loss = objective.recon_weight * recon_mean_sum + kl_weight * kl_sum
     return loss, recon_mean_sum * objective.n_features, kl_sum
+
+
+def make_train_step(module, optimizer, objective):
+    """The fastest correct training step for ``module``.
+
+    A plain :class:`~skvae._modules.VAEModule` gets :class:`HandBackprop`;
+    anything else (a subclass, hooks, frozen parameters) gets the autograd
+    :func:`train_step`. Both map ``(x, eps, kl_weight)`` to the detached sums
+    ``[sum of recon_mean, sum of kl]`` over the batch.
+    """
+    if HandBackprop.supports(module):
+        return HandBackprop(module, optimizer, objective)
+    return partial(train_step, module, optimizer, objective)
+
+
+class HandBackprop:
+    """Training step of a :class:`~skvae._modules.VAEModule`, backward by hand.
+
+    Autograd records each operation of the forward pass and replays it
+    backwards; for the small MLPs of a VAE at batch 128 that bookkeeping costs
+    several times the arithmetic. This step computes the same gradients (to
+    rounding: the tests compare them with autograd's for every likelihood and
+    activation) with one matrix product per weight and per layer input, the
+    activation's own backward kernel and the closed-form gradients of the loss,
+    writes them into preallocated ``.grad`` tensors and calls the optimiser.
+    The forward pass uses the same kernels as the module's, so it gives the
+    same numbers.
+    """
+
+    # Activation module -> (forward, backward(grad, pre_activation, output)).
+    _ACTIVATIONS = {
+        nn.ReLU: lambda act: (
+            torch.relu,
+            lambda grad, pre, out: torch.ops.aten.threshold_backward(grad, out, 0),
+        ),
+        nn.Tanh: lambda act: (
+            torch.tanh,
+            lambda grad, pre, out: torch.ops.aten.tanh_backward(grad, out),
+        ),
+        nn.Sigmoid: lambda act: (
+            torch.sigmoid,
+            lambda grad, pre, out: torch.ops.aten.sigmoid_backward(grad, out),
+        ),
+        nn.ELU: lambda act: (
+            partial(F.elu, alpha=act.alpha),
+            lambda grad, pre, out: torch.ops.aten.elu_backward(
+                grad, act.alpha, 1.0, 1.0, False, pre
+            ),
+        ),
+        nn.GELU: lambda act: (
+            partial(F.gelu, approximate=act.approximate),
+            lambda grad, pre, out: torch.ops.aten.gelu_backward(
+                grad, pre, approximate=act.approximate
+            ),
+        ),
+        nn.SiLU: lambda act: (
+            F.silu,
+            lambda grad, pre, out: torch.ops.aten.silu_backward(grad, pre),
+        ),
+        nn.LeakyReLU: lambda act: (
+            partial(F.leaky_relu, negative_slope=act.negative_slope),
+            lambda grad, pre, out: torch.ops.aten.leaky_relu_backward(
+                grad, pre, act.negative_slope, False
+            ),
+        ),
+    }
+
+    @classmethod
+    def supports(cls, module):
+        """Whether ``module`` is exactly what this step knows how to differentiate."""
+        kind = type(module)
+        if not isinstance(module, VAEModule) or any(
+            getattr(kind, name) is not getattr(VAEModule, name)
+            for name in ("forward", "encode", "decode")
+        ):
+            return False
+        if not all(p.requires_grad for p in module.parameters()):
+            return False
+        for part in module.modules():
+            if part._forward_hooks or part._forward_pre_hooks or part._backward_hooks:
+                return False
+        return cls._layers(module.encoder) is not None and (
+            cls._layers(module.decoder) is not None
+        )
+
+    @classmethod
+    def _layers(cls, sequential):
+        """``[(weight, bias, forward, backward)]``, or None if not Linear/act."""
+        if type(sequential) is not nn.Sequential:
+            return None
+        children = list(sequential)
+        layers = []
+        for i in range(0, len(children), 2):
+            linear = children[i]
+            if type(linear) is not nn.Linear or linear.bias is None:
+                return None
+            if i + 1 < len(children):
+                act = children[i + 1]
+                if type(act) not in cls._ACTIVATIONS or getattr(act, "inplace", False):
+                    return None
+                forward, backward = cls._ACTIVATIONS[type(act)](act)
+            else:
+                forward = backward = None
+            layers.append((linear.weight, linear.bias, forward, backward))
+        if not layers or layers[-1][2] is not None:
+            return None
+        return layers
+
+    def __init__(self, module, optimizer, objective):
+        self.encoder = self._layers(module.encoder)
+        self.decoder = self._layers(module.decoder)
+        self.log_scale = module.log_scale
+        self.optimizer_step = optimizer_step(optimizer)
+        self.objective = objective
+        for parameter in module.parameters():
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+
+    def __call__(self, x, eps, kl_weight):
+        with torch.no_grad():
+            return self._step(x, eps, kl_weight)
+
+    def _step(self, x, eps, kl_weight):
+        objective = self.objective
+        n_rows = x.shape[0]
+        encoded, encoder_saved = _forward(self.encoder, x)
+        mean, logvar = encoded.chunk(2, dim=-1)
+        noise = torch.exp(0.5 * logvar).mul_(eps)
+        decoded, decoder_saved = _forward(self.decoder, mean + noise)
+
+        nll, grad, grad_log_scale = negative_log_likelihood_and_grad(
+            objective.likelihood,
+            decoded,
+            x,
+            self.log_scale,
+            objective.recon_weight / (n_rows * objective.n_features),
+        )
+        if grad_log_scale is not None:
+            self.log_scale.grad.copy_(grad_log_scale)
+        grad_z = _backward(self.decoder, decoder_saved, grad, input_grad=True)
+        kl, grad_mean, grad_logvar = kl_divergence_and_grad(
+            mean, logvar, kl_weight / n_rows
+        )
+        # z = mean + exp(logvar / 2) * eps: dz/dmean = 1, dz/dlogvar = noise / 2.
+        grad_mean += grad_z
+        grad_logvar.addcmul_(grad_z, noise, value=0.5)
+        grad = torch.cat([grad_mean, grad_logvar], dim=1)
+        _backward(self.encoder, encoder_saved, grad, input_grad=False)
+        self.optimizer_step()
+        return torch.stack([nll / objective.n_features, kl])
+
+
+def optimizer_step(optimizer):
+    """A callable that does ``optimizer.step()``, faster where it safely can.
+
+    For a fused :class:`torch.optim.Adam` (see :func:`make_adam`) with no hooks
+    and the plainest options, the step is the fused kernel on lists built once:
+    ``Adam.step`` spends about twice the kernel's time regrouping its tensors
+    in Python at every call. The first call goes through ``optimizer.step()``,
+    which creates the state that the kernel then updates in place, so
+    ``optimizer.state_dict()`` stays the truth. The tests check that both ways
+    give bitwise-identical parameters.
+    """
+    if not _plain_fused_adam(optimizer):
+        return optimizer.step
+    kernel = None
+
+    def step():
+        nonlocal kernel
+        if kernel is None:
+            optimizer.step()
+            kernel = _fused_adam_kernel(optimizer)
+        else:
+            kernel()
+
+    return step
+
+
+def _plain_fused_adam(optimizer):
+    if type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    return (
+        group.get("fused") is True
+        and hasattr(torch, "_fused_adam_")
+        and not any(
+            group.get(flag)
+            for flag in (
+                "amsgrad",
+                "maximize",
+                "capturable",
+                "differentiable",
+                "decoupled_weight_decay",
+            )
+        )
+        and not any(isinstance(group[key], torch.Tensor) for key in ("lr", "betas"))
+        and getattr(optimizer, "grad_scale", None) is None
+        and getattr(optimizer, "found_inf", None) is None
+        and not optimizer._optimizer_step_pre_hooks
+        and not optimizer._optimizer_step_post_hooks
+        and not getattr(optim_module, "_global_optimizer_pre_hooks", None)
+        and not getattr(optim_module, "_global_optimizer_post_hooks", None)
+    )
+
+
+def _fused_adam_kernel(optimizer):
+    group = optimizer.param_groups[0]
+    params = list(group["params"])
+    state = [optimizer.state[p] for p in params]
+    grads = [p.grad for p in params]
+    exp_avgs = [s["exp_avg"] for s in state]
+    exp_avg_sqs = [s["exp_avg_sq"] for s in state]
+    steps = [s["step"] for s in state]
+    beta1, beta2 = group["betas"]
+    options = dict(
+        amsgrad=False,
+        lr=group["lr"],
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=group["weight_decay"],
+        eps=group["eps"],
+        maximize=False,
+    )
+
+    def kernel():
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, **options)
+
+    return kernel
+
+
+def _forward(layers, h):
+    """Output of the MLP, and each layer's ``(input, pre_activation)``."""
+    saved = []
+    for weight, bias, activation, _ in layers:
+        pre = torch.addmm(bias, h, weight.t())
+        saved.append((h, pre))
+        h = pre if activation is None else activation(pre)
+    return h, saved
+
+
+def _backward(layers, saved, grad, input_grad):
+    """Write the weight gradients into ``.grad``; return the input's gradient."""
+    for i in range(len(layers) - 1, -1, -1):
+        weight, bias, _, activation_backward = layers[i]
+        h, pre = saved[i]
+        if activation_backward is not None:
+            grad = activation_backward(grad, pre, saved[i + 1][0])
+        torch.mm(grad.t(), h, out=weight.grad)
+        torch.sum(grad, dim=0, out=bias.grad)
+        if i > 0 or input_grad:
+            grad = torch.mm(grad, weight)
+    return grad if input_grad else None
 
 
 def validation_score(module, objective, X_val, score_eps):
@@ -132,6 +405,9 @@ def fit_loop(
     has not improved by ``tol`` for ``n_iter_no_change`` epochs (epochs within
     the KL warm-up do not count: the objective changes under them).
 
+    Small steps run on one CPU thread (see :func:`training_threads`); torch's
+    thread count is restored after each epoch.
+
     Returns
     -------
     status : {'converged', 'max_iter', 'interrupted'}
@@ -141,13 +417,23 @@ def fit_loop(
     module.train()
     best_state = None
     status = "max_iter"
+    step = make_train_step(module, optimizer, objective)
+    threads = training_threads(module, batch_size, X.device)
     try:
         for _ in range(max_epochs):
             epoch = history.n_epochs
             tic = time.perf_counter()
-            loss, recon, kl = run_single_epoch(
-                module, optimizer, objective, X, batch_size, generator, epoch
-            )
+            with torch_threads(threads):
+                loss, recon, kl = run_single_epoch(
+                    module,
+                    optimizer,
+                    objective,
+                    X,
+                    batch_size,
+                    generator,
+                    epoch,
+                    step=step,
+                )
             history.n_steps += -(-X.shape[0] // batch_size)
             if not all(map(_isfinite, (loss, recon, kl))):
                 raise ValueError(
@@ -201,6 +487,59 @@ def fit_loop(
     if best_state is not None:
         module.load_state_dict(best_state)
     return status
+
+
+def training_threads(module, batch_size, device):
+    """Number of CPU threads for training steps: 1 if they are small, else None.
+
+    None leaves torch's setting alone. A step costs about 6 floating-point
+    operations per weight and sample (2 forward, 4 backward).
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    n_weights = sum(p.numel() for p in module.parameters())
+    if 6 * n_weights * batch_size <= SINGLE_THREAD_MAX_FLOPS:
+        return 1
+    return None
+
+
+@contextmanager
+def torch_threads(n_threads):
+    """Run the block with ``torch.set_num_threads(n_threads)``, then restore it.
+
+    ``None`` changes nothing. The setting is process-wide: other Python threads
+    that run torch code at the same time see it too.
+    """
+    previous = torch.get_num_threads()
+    if n_threads is None or n_threads == previous:
+        yield
+        return
+    torch.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def make_adam(parameters, lr, state=None):
+    """Adam with the fused (single-kernel) step where torch has one for the device.
+
+    CPU support for ``fused=True`` came with torch 2.4; older versions refuse it
+    at construction and get the default implementation. ``state`` (a
+    ``state_dict``) is loaded, but the implementation chosen here is kept:
+    a state saved by a fused optimiser must load where fused is unavailable.
+    """
+    parameters = list(parameters)
+    try:
+        optimizer = torch.optim.Adam(parameters, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        optimizer = torch.optim.Adam(parameters, lr=lr)
+    if state is not None:
+        chosen = [(g["fused"], g["foreach"]) for g in optimizer.param_groups]
+        optimizer.load_state_dict(state)
+        for group, (fused, foreach) in zip(optimizer.param_groups, chosen, strict=True):
+            group["fused"], group["foreach"] = fused, foreach
+    return optimizer
 
 
 def _isfinite(value):
