@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._compat import Interval, StrOptions, _fit_context
 from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
-from ._training import Objective, TrainingHistory, fit_loop
+from ._training import Objective, TrainingHistory, fit_loop, make_adam
 
 # A latent dimension whose mean KL divergence on the training data is below this
 # many nats carries (almost) no information about the input: it is "inactive"
@@ -438,12 +438,12 @@ default='gaussian'
 
     def _get_optimizer(self):
         if getattr(self, "_optimizer", None) is None:
-            self._optimizer = torch.optim.Adam(
-                self.module_.parameters(), lr=self.learning_rate_init
+            self._optimizer = make_adam(
+                self.module_.parameters(),
+                lr=self.learning_rate_init,
+                state=getattr(self, "_optimizer_state", None),
             )
-            if getattr(self, "_optimizer_state", None) is not None:
-                self._optimizer.load_state_dict(self._optimizer_state)
-                self._optimizer_state = None
+            self._optimizer_state = None
         for group in self._optimizer.param_groups:
             group["lr"] = self.learning_rate_init
         return self._optimizer
