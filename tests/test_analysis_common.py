@@ -161,3 +161,15 @@ def test_estimators_that_are_not_a_fitted_vae_are_refused(raw_data):
     unfitted_front = Pipeline([("scale", StandardScaler()), ("vae", pipe[-1])])
     with pytest.raises(NotFittedError):
         encoder_jacobian(unfitted_front, raw_data)
+
+
+def test_pandas_output_of_the_steps_is_handled(raw_data):
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(raw_data, columns=["a", "b", "c", "d", "e"])
+    pipe = _fit(make_pipeline(StandardScaler(), _vae()), X)
+    J = encoder_jacobian(pipe, X)
+
+    pipe.set_output(transform="pandas")
+
+    assert isinstance(pipe.transform(X), pd.DataFrame)
+    assert_array_equal(encoder_jacobian(pipe, X), J)

@@ -11,8 +11,13 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .._losses import kl_divergence
 from .._vae import KL_ACTIVE_THRESHOLD
-from ._common import DEFAULT_BATCH_SIZE, chunks, module_and_device, to_tensor
-from ._common import to_vae_input as _to_vae_input
+from ._common import (
+    DEFAULT_BATCH_SIZE,
+    chunks,
+    module_and_device,
+    to_tensor,
+    to_vae_input,
+)
 
 # The score of a latent space with no active dimension: the worst silhouette
 # there is, so that a fully collapsed model never wins a search.
@@ -188,7 +193,7 @@ def latent_silhouette_scorer(estimator, X, y):
 
 def _codes_and_kl(estimator, X):
     """``transform(X)`` and the mean KL per latent dimension on ``X``."""
-    vae, X_vae, _ = _to_vae_input(estimator, X)
+    vae, X_vae, _ = to_vae_input(estimator, X)
     # The public transform, so the scores are those of what users see.
     Z = np.asarray(vae.transform(X_vae))
     if not np.all(np.isfinite(Z)):
