@@ -124,6 +124,23 @@ def test_csv(capsys, tmp_path, flows_csv):
     assert (tmp_path / "out" / "encoder_jacobian.png").is_file()
 
 
+def test_ctrl_c_stops_the_whole_demo(capsys, tmp_path, monkeypatch):
+    import skvae._training
+
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(skvae._training, "run_single_epoch", interrupted)
+    status, stdout, stderr = run(capsys, "demo", *TINY, "--out", str(tmp_path))
+    assert status == 130
+    assert stderr == "skvae demo: interrupted\n"
+    assert len(calls) == 1  # not one Ctrl-C per fit
+    assert "Verdict" not in stdout
+
+
 # ------------------------------------------------------------- bad input
 
 
@@ -297,7 +314,7 @@ def test_verdict_says_what_failed():
     text = _demo.verdict([plain, weighted])
     assert "did not fully show" in text
     assert "recon_weight=1 kept active dimensions in some seeds" in text
-    assert "recon_weight=auto had fewer than 2 active dimensions" in text
+    assert "recon_weight=auto had fewer than 2 active dimensions in some" in text
     assert (
         "(48)'s silhouette is only +0.05 above recon_weight=1's (needs > 0.1)" in text
     )
@@ -317,6 +334,14 @@ def test_verdict_needs_every_seed_apart():
     plain = _result(1.0, [0.31, 0.05, 0.17, 0.28, -0.11], [0] * 5, [0.0] * 3)
     weighted = _result("auto", [0.42, 0.41, 0.44, 0.42, 0.44], [3] * 5, [0.9] * 3)
     assert "Verdict: as in the seed post" in _demo.verdict([plain, weighted])
+
+
+def test_verdict_with_one_latent_dimension():
+    plain = _result(1.0, [0.0, 0.01, 0.02], [0, 0, 0], [0.0])
+    weighted = _result("auto", [0.5, 0.52, 0.55], [1, 1, 1], [0.8])
+    text = _demo.verdict([plain, weighted])
+    assert "(at least 1 in 3 of 3 seeds)" in text
+    assert "Verdict: as in the seed post" in text
 
 
 def test_format_table():
