@@ -202,7 +202,7 @@ class HandBackprop:
 
     @classmethod
     def _layers(cls, sequential):
-        """``[(weight, bias, forward, backward)]``, or None if not Linear/act."""
+        """``[(weight, bias, weight.t(), forward, backward)]``, or None."""
         if type(sequential) is not nn.Sequential:
             return None
         children = list(sequential)
@@ -219,7 +219,9 @@ class HandBackprop:
             else:
                 forward = backward = None
             layers.append((linear.weight, linear.bias, forward, backward))
-        if not layers or layers[-1][2] is not None:
+        # The transposed weight is a view: it follows the optimiser's updates.
+        layers = [(w, b, w.t(), f, bw) for w, b, f, bw in layers]
+        if not layers or layers[-1][3] is not None:
             return None
         return layers
 
@@ -327,6 +329,11 @@ def _fused_adam_kernel(optimizer):
     grads = [p.grad for p in params]
     exp_avgs = [s["exp_avg"] for s in state]
     exp_avg_sqs = [s["exp_avg_sq"] for s in state]
+    # The step counters become views of one tensor: one increment, not one per
+    # parameter. They stay separate 0-d tensors in the optimiser's state.
+    counters = torch.stack([s["step"] for s in state])
+    for i, s in enumerate(state):
+        s["step"] = counters[i]
     steps = [s["step"] for s in state]
     beta1, beta2 = group["betas"]
     options = dict(
@@ -340,7 +347,7 @@ def _fused_adam_kernel(optimizer):
     )
 
     def kernel():
-        torch._foreach_add_(steps, 1)
+        counters.add_(1)
         torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, **options)
 
     return kernel
@@ -349,8 +356,8 @@ def _fused_adam_kernel(optimizer):
 def _forward(layers, h):
     """Output of the MLP, and each layer's ``(input, pre_activation)``."""
     saved = []
-    for weight, bias, activation, _ in layers:
-        pre = torch.addmm(bias, h, weight.t())
+    for _, bias, weight_t, activation, _ in layers:
+        pre = torch.addmm(bias, h, weight_t)
         saved.append((h, pre))
         h = pre if activation is None else activation(pre)
     return h, saved
@@ -359,7 +366,7 @@ def _forward(layers, h):
 def _backward(layers, saved, grad, input_grad):
     """Write the weight gradients into ``.grad``; return the input's gradient."""
     for i in range(len(layers) - 1, -1, -1):
-        weight, bias, _, activation_backward = layers[i]
+        weight, bias, _, _, activation_backward = layers[i]
         h, pre = saved[i]
         if activation_backward is not None:
             grad = activation_backward(grad, pre, saved[i + 1][0])
