@@ -22,6 +22,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from sphinx.errors import PycodeError
+from sphinx.pycode import ModuleAnalyzer
+from sphinx.util.docstrings import prepare_docstring
+
 import skvae
 
 DOCS = Path(__file__).resolve().parent
@@ -234,6 +238,34 @@ def quote_attribute_names_in_types(app, what, name, obj, options, lines):
             lines[i] = head + _TRAILING_UNDERSCORE.sub(r"``\1``", type_)
 
 
+# A constant re-exported by a subpackage (skvae.datasets.FLOW_FEATURE_NAMES) has
+# its docstring next to its definition in a private module, where autodoc does
+# not look: it would show the docstring of ``tuple`` instead. Find it there.
+
+
+def attribute_docstring_from_definition(app, what, name, obj, options, lines):
+    if what != "data" or lines != _docstring_lines(type(obj).__doc__):
+        return
+    package, attribute = name.rsplit(".", 1)
+    for module_name, module in sorted(sys.modules.items()):
+        if not module_name.startswith(package + ".") or module is None:
+            continue
+        if getattr(module, attribute, None) is not obj:
+            continue
+        try:
+            docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
+        except PycodeError:
+            continue
+        if ("", attribute) in docs:
+            lines[:] = list(docs[("", attribute)])
+            return
+
+
+def _docstring_lines(docstring):
+    return prepare_docstring(docstring) if docstring else []
+
+
 def setup(app):
     # Before numpydoc (priority 500) turns the sections into rst.
+    app.connect("autodoc-process-docstring", attribute_docstring_from_definition, 300)
     app.connect("autodoc-process-docstring", quote_attribute_names_in_types, 400)
