@@ -7,9 +7,11 @@ training device and reads the history back.
 
 import copy
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,7 @@ from ._losses import (
     loss_terms,
     negative_log_likelihood_and_grad,
 )
-from ._modules import VAEModule
+from ._modules import ACTIVATIONS, VAEModule
 
 # A training step of fewer floating-point operations than this runs on one CPU
 # thread: its time is per-operation overhead (about 5 us for each of ~50
@@ -144,90 +146,16 @@ class HandBackprop:
     same numbers.
     """
 
-    # Activation module -> (forward, backward(grad, pre_activation, output)).
-    _ACTIVATIONS = {
-        nn.ReLU: lambda act: (
-            torch.relu,
-            lambda grad, pre, out: torch.ops.aten.threshold_backward(grad, out, 0),
-        ),
-        nn.Tanh: lambda act: (
-            torch.tanh,
-            lambda grad, pre, out: torch.ops.aten.tanh_backward(grad, out),
-        ),
-        nn.Sigmoid: lambda act: (
-            torch.sigmoid,
-            lambda grad, pre, out: torch.ops.aten.sigmoid_backward(grad, out),
-        ),
-        nn.ELU: lambda act: (
-            partial(F.elu, alpha=act.alpha),
-            lambda grad, pre, out: torch.ops.aten.elu_backward(
-                grad, act.alpha, 1.0, 1.0, False, pre
-            ),
-        ),
-        nn.GELU: lambda act: (
-            partial(F.gelu, approximate=act.approximate),
-            lambda grad, pre, out: torch.ops.aten.gelu_backward(
-                grad, pre, approximate=act.approximate
-            ),
-        ),
-        nn.SiLU: lambda act: (
-            F.silu,
-            lambda grad, pre, out: torch.ops.aten.silu_backward(grad, pre),
-        ),
-        nn.LeakyReLU: lambda act: (
-            partial(F.leaky_relu, negative_slope=act.negative_slope),
-            lambda grad, pre, out: torch.ops.aten.leaky_relu_backward(
-                grad, pre, act.negative_slope, False
-            ),
-        ),
-    }
-
-    @classmethod
-    def supports(cls, module):
+    @staticmethod
+    def supports(module):
         """Whether ``module`` is exactly what this step knows how to differentiate."""
-        kind = type(module)
-        if not isinstance(module, VAEModule) or any(
-            getattr(kind, name) is not getattr(VAEModule, name)
-            for name in ("forward", "encode", "decode")
-        ):
-            return False
-        if not all(p.requires_grad for p in module.parameters()):
-            return False
-        for part in module.modules():
-            if part._forward_hooks or part._forward_pre_hooks or part._backward_hooks:
-                return False
-        return cls._layers(module.encoder) is not None and (
-            cls._layers(module.decoder) is not None
+        return is_plain_vae(module) and all(
+            p.requires_grad for p in module.parameters()
         )
 
-    @classmethod
-    def _layers(cls, sequential):
-        """``[(weight, bias, weight.t(), forward, backward)]``, or None."""
-        if type(sequential) is not nn.Sequential:
-            return None
-        children = list(sequential)
-        layers = []
-        for i in range(0, len(children), 2):
-            linear = children[i]
-            if type(linear) is not nn.Linear or linear.bias is None:
-                return None
-            if i + 1 < len(children):
-                act = children[i + 1]
-                if type(act) not in cls._ACTIVATIONS or getattr(act, "inplace", False):
-                    return None
-                forward, backward = cls._ACTIVATIONS[type(act)](act)
-            else:
-                forward = backward = None
-            layers.append((linear.weight, linear.bias, forward, backward))
-        # The transposed weight is a view: it follows the optimiser's updates.
-        layers = [(w, b, w.t(), f, bw) for w, b, f, bw in layers]
-        if not layers or layers[-1][3] is not None:
-            return None
-        return layers
-
     def __init__(self, module, optimizer, objective):
-        self.encoder = self._layers(module.encoder)
-        self.decoder = self._layers(module.decoder)
+        self.encoder = mlp_layers(module.encoder)
+        self.decoder = mlp_layers(module.decoder)
         self.log_scale = module.log_scale
         self.optimizer_step = optimizer_step(optimizer)
         self.objective = objective
@@ -353,27 +281,149 @@ def _fused_adam_kernel(optimizer):
     return kernel
 
 
+class Layer(NamedTuple):
+    """One ``nn.Linear`` of a VAE's MLP and the activation after it (if any)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    weight_t: torch.Tensor  # a view: it follows the optimiser's updates
+    forward: Callable | None  # activation(pre) -> out
+    backward: Callable | None  # (grad_out, pre, out) -> grad_pre
+    forward_: Callable | None  # the activation in place
+    fused: tuple | None  # (attr, scalars, algorithm) of oneDNN's linear+activation
+
+
+def _activation(act):
+    """The functions of activation module ``act``; None if not one of ours."""
+    kind = type(act)
+    if kind not in ACTIVATIONS.values() or getattr(act, "inplace", False):
+        return None
+    if kind is nn.ReLU:
+        return (
+            torch.relu,
+            lambda grad, pre, out: torch.ops.aten.threshold_backward(grad, out, 0),
+            torch.relu_,
+            ("relu", [], ""),
+        )
+    if kind is nn.Tanh:
+        return (
+            torch.tanh,
+            lambda grad, pre, out: torch.ops.aten.tanh_backward(grad, out),
+            torch.tanh_,
+            ("tanh", [], ""),
+        )
+    if kind is nn.Sigmoid:
+        return (
+            torch.sigmoid,
+            lambda grad, pre, out: torch.ops.aten.sigmoid_backward(grad, out),
+            torch.sigmoid_,
+            ("sigmoid", [], ""),
+        )
+    if kind is nn.ELU:
+        return (
+            partial(F.elu, alpha=act.alpha),
+            lambda grad, pre, out: torch.ops.aten.elu_backward(
+                grad, act.alpha, 1.0, 1.0, False, pre
+            ),
+            partial(F.elu, alpha=act.alpha, inplace=True),
+            None,
+        )
+    if kind is nn.GELU:
+        return (
+            partial(F.gelu, approximate=act.approximate),
+            lambda grad, pre, out: torch.ops.aten.gelu_backward(
+                grad, pre, approximate=act.approximate
+            ),
+            partial(F.gelu, approximate=act.approximate),
+            ("gelu", [], act.approximate),
+        )
+    if kind is nn.SiLU:
+        return (
+            F.silu,
+            lambda grad, pre, out: torch.ops.aten.silu_backward(grad, pre),
+            partial(F.silu, inplace=True),
+            ("swish", [], ""),
+        )
+    if kind is nn.LeakyReLU:
+        return (
+            partial(F.leaky_relu, negative_slope=act.negative_slope),
+            lambda grad, pre, out: torch.ops.aten.leaky_relu_backward(
+                grad, pre, act.negative_slope, False
+            ),
+            partial(F.leaky_relu, negative_slope=act.negative_slope, inplace=True),
+            ("leaky_relu", [act.negative_slope], ""),
+        )
+    return None
+
+
+def mlp_layers(sequential):
+    """The :class:`Layer` list of an ``nn.Sequential`` of Linear, activation, ...
+
+    None unless ``sequential`` is exactly what ``make_mlp`` builds: alternating
+    ``nn.Linear`` (with bias) and one of skvae's activations, Linear last.
+    """
+    if type(sequential) is not nn.Sequential:
+        return None
+    children = list(sequential)
+    layers = []
+    for i in range(0, len(children), 2):
+        linear = children[i]
+        if type(linear) is not nn.Linear or linear.bias is None:
+            return None
+        functions = (None, None, None, None)
+        if i + 1 < len(children):
+            functions = _activation(children[i + 1])
+            if functions is None:
+                return None
+        layers.append(Layer(linear.weight, linear.bias, linear.weight.t(), *functions))
+    if not layers or layers[-1].forward is not None:
+        return None
+    return layers
+
+
+def is_plain_vae(module):
+    """Whether ``module`` is a :class:`~skvae._modules.VAEModule` as built.
+
+    Not a subclass that overrides how it computes, with no hooks, and with
+    encoder and decoder as :func:`mlp_layers` reads them: then its forward
+    pass can be written out layer by layer.
+    """
+    kind = type(module)
+    if not isinstance(module, VAEModule) or any(
+        getattr(kind, name) is not getattr(VAEModule, name)
+        for name in ("forward", "encode", "decode")
+    ):
+        return False
+    for part in module.modules():
+        if part._forward_hooks or part._forward_pre_hooks or part._backward_hooks:
+            return False
+    return (
+        mlp_layers(module.encoder) is not None
+        and mlp_layers(module.decoder) is not None
+    )
+
+
 def _forward(layers, h):
     """Output of the MLP, and each layer's ``(input, pre_activation)``."""
     saved = []
-    for _, bias, weight_t, activation, _ in layers:
-        pre = torch.addmm(bias, h, weight_t)
+    for layer in layers:
+        pre = torch.addmm(layer.bias, h, layer.weight_t)
         saved.append((h, pre))
-        h = pre if activation is None else activation(pre)
+        h = pre if layer.forward is None else layer.forward(pre)
     return h, saved
 
 
 def _backward(layers, saved, grad, input_grad):
     """Write the weight gradients into ``.grad``; return the input's gradient."""
     for i in range(len(layers) - 1, -1, -1):
-        weight, bias, _, _, activation_backward = layers[i]
+        layer = layers[i]
         h, pre = saved[i]
-        if activation_backward is not None:
-            grad = activation_backward(grad, pre, saved[i + 1][0])
-        torch.mm(grad.t(), h, out=weight.grad)
-        torch.sum(grad, dim=0, out=bias.grad)
+        if layer.backward is not None:
+            grad = layer.backward(grad, pre, saved[i + 1][0])
+        torch.mm(grad.t(), h, out=layer.weight.grad)
+        torch.sum(grad, dim=0, out=layer.bias.grad)
         if i > 0 or input_grad:
-            grad = torch.mm(grad, weight)
+            grad = torch.mm(grad, layer.weight)
     return grad if input_grad else None
 
 
