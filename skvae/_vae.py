@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._compat import Interval, StrOptions, _fit_context
+from ._inference import inference_view
 from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
 from ._training import Objective, TrainingHistory, fit_loop, make_adam
@@ -607,10 +608,12 @@ default='gaussian'
 
         Each chunk is copied into a fresh tensor (the caller's array, possibly
         a read-only memmap, is never shared with torch), and the module runs in
-        the dtype of ``X``.
+        the dtype of ``X``. ``fn`` gets the module's ``inference_view``: its
+        ``encode``, ``decode`` and ``log_scale``, with fewer passes over memory.
         """
         module = self._module_as(X.dtype)
         device = next(module.parameters()).device
+        module = inference_view(module)
         dtype = _TORCH_DTYPES[X.dtype.type]
         out = None
         with torch.no_grad():
