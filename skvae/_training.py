@@ -1,8 +1,11 @@
-"""The training loop: ``fit_loop -> run_single_epoch -> train_step``.
+"""The training loop: ``fit_loop -> run_single_epoch -> step``.
 
-Knows tensors, a module, an optimiser and a likelihood name; knows nothing of
-scikit-learn's estimator API. The estimator hands it tensors already on the
-training device and reads the history back.
+The step is :class:`HandBackprop` (the backward pass of a ``VAEModule``
+written out, with the fused Adam kernel) where the module allows it, else the
+autograd :func:`train_step`. Knows tensors, a module, an optimiser and a
+likelihood name; knows nothing of scikit-learn's estimator API. The estimator
+hands it tensors already on the training device and reads the history back.
+Why each piece is there, and what it gained: ``benchmarks/README.md``.
 """
 
 import copy
