@@ -184,6 +184,13 @@ default='gaussian'
     Training runs in float32; a float64 input is transformed by a float64 copy
     of the trained weights, so the output dtype follows the input.
 
+    On CPU, small training steps (up to about 64 million floating-point
+    operations: the default network up to ``batch_size=1024``) run on one
+    thread, which is faster for them; ``torch.set_num_threads`` is set for each
+    epoch and restored after it. The setting is process-wide: other Python
+    threads that run torch during a fit see it too. Larger steps use torch's
+    own setting.
+
     References
     ----------
     Kingma, D. P. and Welling, M. (2014). Auto-Encoding Variational Bayes. ICLR.
