@@ -27,6 +27,9 @@ from ._training import Objective, TrainingHistory, fit_loop, make_adam
 # posterior mean at 0.01; for a collapsed unit both are close to zero.
 KL_ACTIVE_THRESHOLD = 0.01
 
+# Slack of the [0, 1] check of Bernoulli data (float32 resolution near 1).
+_SUPPORT_TOL = 1e-7
+
 # Rows per chunk at inference: bounds the extra memory of transform & co. At
 # the default widths 16,384 rows (about 10 MiB of activations) ran about 1.5x
 # faster than 65,536 (fewer fresh pages, more cache hits) and as fast as 4,096
@@ -38,7 +41,29 @@ _SCORE_SEED = 20_161_110
 
 
 class PosteriorCollapseWarning(UserWarning):
-    """Warning emitted when latent dimensions carry no information after fit."""
+    """Warning emitted when latent dimensions carry no information after fit.
+
+    A latent dimension is inactive when its mean KL divergence on the training
+    data is below ``KL_ACTIVE_THRESHOLD`` (0.01 nats). The remedy is a larger
+    ``recon_weight`` or a smaller ``beta``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.preprocessing import MinMaxScaler
+    >>> from skvae import PosteriorCollapseWarning, VAETransformer
+    >>> X = MinMaxScaler().fit_transform(load_digits().data[:300])
+    >>> vae = VAETransformer(likelihood="bernoulli", recon_weight=1, max_iter=30,
+    ...                      random_state=0)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = vae.fit(X)
+    >>> any(issubclass(w.category, PosteriorCollapseWarning) for w in caught)
+    True
+    >>> vae.active_units_
+    0
+    """
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -166,7 +191,7 @@ default='gaussian'
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit. Defined only when ``X`` has feature
         names that are all strings.
 
@@ -351,6 +376,13 @@ default='gaussian'
             self._history = TrainingHistory()
             self._optimizer = None
             self._optimizer_state = None
+        elif next(self.module_.parameters()).device != device and (
+            self._optimizer is not None
+        ):
+            # Adam's moments live on the old device: rebuild the optimiser from its
+            # state dict, which load_state_dict moves next to the parameters.
+            self._optimizer_state = self._optimizer.state_dict()
+            self._optimizer = None
         self.module_.to(device)
         optimizer = self._get_optimizer()
 
@@ -427,10 +459,12 @@ default='gaussian'
         if self.likelihood != "bernoulli" or X.size == 0:
             return
         low, high = float(X.min()), float(X.max())
-        if low < 0.0 or high > 1.0:
+        # Rounding in a min-max scaling can overshoot by an ulp (1 + 2e-16): allow
+        # that much, no more.
+        if low < -_SUPPORT_TOL or high > 1.0 + _SUPPORT_TOL:
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1], got values "
-                f"in [{low:.4g}, {high:.4g}]. Scale the data first, e.g. "
+                f"in [{low:.10g}, {high:.10g}]. Scale the data first, e.g. "
                 "make_pipeline(MinMaxScaler(clip=True), VAETransformer(...)), or use "
                 "likelihood='gaussian' for real-valued data."
             )
@@ -519,7 +553,7 @@ default='gaussian'
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, n_features_in_)
+        X_original : ndarray of shape (n_samples, `n_features_in_`)
             Mean of ``p(x | z)``: probabilities for 'bernoulli'. The dtype
             follows the input (float32 or float64).
         """
@@ -597,7 +631,7 @@ default='gaussian'
 
         Returns
         -------
-        X : ndarray of shape (n_samples, n_features_in_)
+        X : ndarray of shape (n_samples, `n_features_in_`)
             Decoder means of the draws (probabilities for 'bernoulli').
         """
         check_is_fitted(self)

@@ -233,6 +233,28 @@ def test_bernoulli_refuses_data_outside_unit_interval(gaussian_data, digits01):
         vae.score_samples(digits01[0] * 2)
 
 
+def test_bernoulli_tolerates_rounding_but_not_more(digits01):
+    X = digits01[0].copy()
+    X[0, 0] = np.nextafter(1.0, 2.0)  # what MinMaxScaler's rounding can give
+    _vae(likelihood="bernoulli", max_iter=1).fit(X)
+    X[0, 0] = 1.001
+    with pytest.raises(ValueError, match=r"got values in \[0, 1.001\]"):
+        _vae(likelihood="bernoulli", max_iter=1).fit(X)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_warm_start_moves_optimizer_state_with_the_device(gaussian_data):
+    vae = _vae(warm_start=True).fit(gaussian_data)
+    vae.set_params(device="cuda").fit(gaussian_data)
+    state = vae._optimizer.state_dict()["state"]
+    assert all(
+        v.device.type == "cuda"
+        for s in state.values()
+        for v in s.values()
+        if torch.is_tensor(v) and v.dim() > 0
+    )
+
+
 @pytest.mark.parametrize(
     "params, match",
     [
