@@ -299,6 +299,8 @@ def test_decoder_sensitivity_bars(vae, scaled):
     np.testing.assert_allclose(heights, disp.jacobian[2])
     assert disp.ax_[0].get_title() == "Decoder sensitivity: mean dx\u0302/dz"
     assert disp.ax_[1].get_ylabel() == "z1\ndx\u0302/dz"
+    # The decoder's features are its outputs, not the encoder's inputs.
+    assert disp.ax_[-1].get_xlabel() == "reconstructed feature"
     assert disp.image_ is None
     # Derivative of inverse_transform along z1, at the data's codes.
     Z = vae.transform(X)
@@ -319,9 +321,11 @@ def test_jacobian_pipeline_uses_feature_names(flows):
     disp = JacobianDisplay.from_estimator(pipe, X, side="decoder")
     labels = [t.get_text() for t in disp.ax_.get_xticklabels()]
     assert labels == list(FLOW_FEATURE_NAMES)
+    assert disp.ax_.get_xlabel() == "reconstructed feature"
     # Without a pipeline and without names: x0, x1, ...
     disp = JacobianDisplay.from_estimator(pipe[-1], pipe[:-1].transform(X))
     assert disp.ax_.get_xticklabels()[47].get_text() == "x47"
+    assert disp.ax_.get_xlabel() == "input feature"
 
 
 def test_jacobian_bad_arguments(vae, scaled):

@@ -1,4 +1,4 @@
-"""Display of the sensitivities between input features and latent dimensions."""
+"""Display of the sensitivities between features and latent dimensions."""
 
 import numpy as np
 
@@ -10,10 +10,12 @@ _TITLES = {
     "encoder": "Encoder Jacobian: mean dz/dx",
     "decoder": "Decoder sensitivity: mean dx\u0302/dz",
 }
+# The features are the encoder's inputs, but the decoder's outputs.
+_FEATURE_LABELS = {"encoder": "input feature", "decoder": "reconstructed feature"}
 
 
 class JacobianDisplay:
-    """Heatmap (or bars) of how latent dimensions and input features depend.
+    """Heatmap (or bars) of how latent dimensions and features depend on each other.
 
     On the encoder side, entry ``(k, j)`` is the mean over samples of the
     derivative of latent mean ``z_k`` with respect to input feature ``x_j``
@@ -27,14 +29,17 @@ class JacobianDisplay:
     Parameters
     ----------
     jacobian : array-like of shape (n_components, n_features)
-        Mean sensitivity, one row per latent dimension, one column per input
-        feature, on either side.
+        Mean sensitivity, one row per latent dimension, one column per
+        feature: an input feature on the encoder side, a reconstructed
+        (output) feature on the decoder side.
 
     feature_names : array-like of str of shape (n_features,), default=None
         Column labels. None uses ``x0, x1, ...``.
 
     side : {'encoder', 'decoder'}, default='encoder'
-        Which derivative ``jacobian`` holds; sets the title and colour-bar label.
+        Which derivative ``jacobian`` holds; sets the title, the colour-bar
+        label and the feature axis label ('input feature' or 'reconstructed
+        feature').
 
     estimator_name : str, default=None
         Name shown in the title.
@@ -151,7 +156,7 @@ class JacobianDisplay:
             ax.set_xticklabels(names, rotation=90, fontsize="small")
             ax.set_yticks(range(n_components))
             ax.set_yticklabels([f"z{k}" for k in range(n_components)])
-            ax.set_xlabel("input feature")
+            ax.set_xlabel(_FEATURE_LABELS[self.side])
             ax.set_ylabel("latent dimension")
             ax.set_title(title)
             self.colorbar_ = ax.figure.colorbar(self.image_, ax=ax, label=value_label)
@@ -176,7 +181,7 @@ class JacobianDisplay:
             ax_k.set_xticks(positions)
             ax_k.set_xticklabels(names, rotation=90, fontsize="small")
             ax_k.tick_params(axis="x", labelbottom=k == len(axes) - 1)
-        axes[-1].set_xlabel("input feature")
+        axes[-1].set_xlabel(_FEATURE_LABELS[self.side])
         axes[0].set_title(title)
         self.ax_ = axes
         self.figure_ = axes[0].figure
