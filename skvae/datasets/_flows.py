@@ -200,6 +200,15 @@ def _with_bare_packets(data_sizes, data_counts, bare_counts):
     return sizes, counts
 
 
+def _flag_counts(n, **counts):
+    """The ``(n, 8)`` flag-count columns of one direction, in ``_FLAGS`` order;
+    flags not named are 0."""
+    flags = np.zeros((n, len(_FLAGS)))
+    for flag, count in counts.items():
+        flags[:, _FLAG_INDEX[flag]] = count
+    return flags
+
+
 def _ecn(n, rng):
     """ECN negotiation on the handshake: fwd SYN has ECE and CWR, SYN-ACK has ECE."""
     return (rng.uniform(size=n) < 0.03).astype(float)
@@ -266,21 +275,25 @@ def _benign_flows(n, rng):
     bwd_gaps = _spread(bwd_counts - 1, bwd_span, 1.5, rng)
 
     ecn = _ecn(n, rng) * established
-    fwd_flags = np.zeros((n, len(_FLAGS)))
-    fwd_flags[:, _FLAG_INDEX["FIN"]] = fin
-    fwd_flags[:, _FLAG_INDEX["SYN"]] = 1
-    fwd_flags[:, _FLAG_INDEX["RST"]] = fwd_rst
-    fwd_flags[:, _FLAG_INDEX["PUSH"]] = fwd_push
-    fwd_flags[:, _FLAG_INDEX["ACK"]] = fwd_counts - 1  # all but the SYN
-    fwd_flags[:, _FLAG_INDEX["CWE"]] = ecn
-    fwd_flags[:, _FLAG_INDEX["ECE"]] = ecn
-    bwd_flags = np.zeros((n, len(_FLAGS)))
-    bwd_flags[:, _FLAG_INDEX["FIN"]] = fin
-    bwd_flags[:, _FLAG_INDEX["SYN"]] = established
-    bwd_flags[:, _FLAG_INDEX["RST"]] = bwd_rst
-    bwd_flags[:, _FLAG_INDEX["PUSH"]] = bwd_push
-    bwd_flags[:, _FLAG_INDEX["ACK"]] = bwd_counts
-    bwd_flags[:, _FLAG_INDEX["ECE"]] = ecn
+    fwd_flags = _flag_counts(
+        n,
+        FIN=fin,
+        SYN=1,
+        RST=fwd_rst,
+        PUSH=fwd_push,
+        ACK=fwd_counts - 1,  # all but the SYN
+        CWE=ecn,
+        ECE=ecn,
+    )
+    bwd_flags = _flag_counts(
+        n,
+        FIN=fin,
+        SYN=established,
+        RST=bwd_rst,
+        PUSH=bwd_push,
+        ACK=bwd_counts,
+        ECE=ecn,
+    )
     return _assemble(
         duration,
         port,
@@ -357,19 +370,10 @@ def _periodic_flows(
 
     fin = rng.uniform(size=n) < fin_probability
     ecn = _ecn(n, rng)
-    fwd_flags = np.zeros((n, len(_FLAGS)))
-    fwd_flags[:, _FLAG_INDEX["FIN"]] = fin
-    fwd_flags[:, _FLAG_INDEX["SYN"]] = 1
-    fwd_flags[:, _FLAG_INDEX["PUSH"]] = n_payloads
-    fwd_flags[:, _FLAG_INDEX["ACK"]] = fwd_counts - 1
-    fwd_flags[:, _FLAG_INDEX["CWE"]] = ecn
-    fwd_flags[:, _FLAG_INDEX["ECE"]] = ecn
-    bwd_flags = np.zeros((n, len(_FLAGS)))
-    bwd_flags[:, _FLAG_INDEX["FIN"]] = fin
-    bwd_flags[:, _FLAG_INDEX["SYN"]] = 1
-    bwd_flags[:, _FLAG_INDEX["PUSH"]] = bwd_push
-    bwd_flags[:, _FLAG_INDEX["ACK"]] = bwd_counts
-    bwd_flags[:, _FLAG_INDEX["ECE"]] = ecn
+    fwd_flags = _flag_counts(
+        n, FIN=fin, SYN=1, PUSH=n_payloads, ACK=fwd_counts - 1, CWE=ecn, ECE=ecn
+    )
+    bwd_flags = _flag_counts(n, FIN=fin, SYN=1, PUSH=bwd_push, ACK=bwd_counts, ECE=ecn)
     return _assemble(
         duration,
         dst_port,
