@@ -165,6 +165,17 @@ def test_displays_accept_a_pipeline(pipeline, flows):
     np.testing.assert_allclose(disp.Z, pipeline.transform(X))
 
 
+def test_displays_accept_a_nested_pipeline(pipeline, flows):
+    # As skvae.analysis does: the VAE may sit at the end of an inner Pipeline.
+    X, y = flows
+    nested = make_pipeline(pipeline[0], make_pipeline("passthrough", pipeline[-1]))
+    disp = LatentSpaceDisplay.from_estimator(nested, X, y)
+    np.testing.assert_allclose(disp.Z, pipeline.transform(X))
+    disp = JacobianDisplay.from_estimator(nested, X, side="decoder")
+    labels = [t.get_text() for t in disp.ax_.get_xticklabels()]
+    assert labels == list(FLOW_FEATURE_NAMES)
+
+
 def test_displays_refuse_other_estimators(flows):
     X, y = flows
     with pytest.raises(TypeError, match="needs a VAETransformer or a Pipeline"):

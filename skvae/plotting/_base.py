@@ -1,7 +1,6 @@
 """Shared helpers of the Display classes: matplotlib import, unwrapping, labels."""
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
 
 
 def import_pyplot(caller):
@@ -21,38 +20,38 @@ def unwrap_vae(estimator, X=None, caller="This display"):
 
     Returns ``(vae, X_vae, feature_names)``: the VAETransformer, ``X`` passed
     through the steps before it (``None`` if ``X`` is ``None``), and the names
-    of the features the VAETransformer sees.
+    of the features the VAETransformer sees. Nested pipelines are unwrapped as
+    :mod:`skvae.analysis` does.
     """
-    from sklearn.pipeline import Pipeline
+    from skvae.analysis._common import resolve_vae
 
-    from skvae._vae import VAETransformer
-
-    head = None
-    vae = estimator
-    if isinstance(estimator, Pipeline):
-        head, vae = estimator[:-1], estimator[-1]
-    if not isinstance(vae, VAETransformer):
+    try:
+        vae, steps = resolve_vae(estimator)
+    except TypeError as exc:
         raise TypeError(
             f"{caller} needs a VAETransformer or a Pipeline ending in one, got "
             f"{type(estimator).__name__}."
-        )
-    check_is_fitted(vae)
+        ) from exc
     X_vae = X
-    if X is not None and head is not None:
-        X_vae = head.transform(X)
-    return vae, X_vae, _feature_names(vae, head)
+    if X is not None:
+        for step in steps:
+            X_vae = step.transform(X_vae)
+    return vae, X_vae, _feature_names(vae, steps)
 
 
-def _feature_names(vae, head):
+def _feature_names(vae, steps):
     if hasattr(vae, "feature_names_in_"):
         return [str(name) for name in vae.feature_names_in_]
-    if head is not None:
+    names = None
+    if steps:
+        # Chained as Pipeline.get_feature_names_out does.
         try:
-            names = head.get_feature_names_out()
+            for step in steps:
+                names = step.get_feature_names_out(names)
         except (AttributeError, ValueError, TypeError):
             names = None
-        if names is not None and len(names) == vae.n_features_in_:
-            return [str(name) for name in names]
+    if names is not None and len(names) == vae.n_features_in_:
+        return [str(name) for name in names]
     return [f"x{i}" for i in range(vae.n_features_in_)]
 
 
