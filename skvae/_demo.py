@@ -599,7 +599,7 @@ def verdict(results):
     """The sentences per setting and the overall verdict in words."""
     lines = [describe_setting(r) for r in results]
     by_weight = {r.recon_weight: r for r in results}
-    best = max(results, key=lambda r: r.silhouette.mean())
+    best = best_result(results)
     plain, weighted = by_weight.get(1.0), by_weight.get("auto")
     if plain is None or weighted is None:
         lines.append(
