@@ -250,3 +250,22 @@ def test_one_class_folds_fail_loudly_in_a_search(digits):
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="fold with a single class"):
             search.fit(X_sorted, y_sorted)
+
+
+def test_pandas_output_of_the_steps_gives_no_feature_name_warning(digits):
+    """A VAE fitted on a DataFrame (from set_output) is scored without the
+    'X does not have valid feature names' warning, and as its pipeline is."""
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    X = pd.DataFrame(X, columns=[f"pixel{j}" for j in range(X.shape[1])])
+    scaler = MinMaxScaler(clip=True).set_output(transform="pandas")
+    pipe = _fit(make_pipeline(scaler, _vae()), X)
+    assert hasattr(pipe[-1], "feature_names_in_")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scores = latent_clustering_scores(pipe, X, y)
+        score = latent_silhouette_scorer(pipe, X, y)
+
+    assert scores["silhouette"] == silhouette_score(pipe.transform(X), y)
+    assert score == scores["silhouette_active"]

@@ -194,8 +194,10 @@ def latent_silhouette_scorer(estimator, X, y):
 def _codes_and_kl(estimator, X):
     """``transform(X)`` and the mean KL per latent dimension on ``X``."""
     vae, X_vae, _ = to_vae_input(estimator, X)
-    # The public transform, so the scores are those of what users see.
-    Z = np.asarray(vae.transform(X_vae))
+    # The public transform, so the scores are those of what users see. Not
+    # vae.transform(X_vae): X_vae is validated to numpy, and a VAE fitted on
+    # the DataFrame output of the steps warns about missing feature names.
+    Z = np.asarray(estimator.transform(X))
     if not np.all(np.isfinite(Z)):
         raise ValueError(
             "The latent codes contain NaN or infinity: the VAETransformer's "
