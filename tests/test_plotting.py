@@ -392,6 +392,10 @@ def test_latent_traversal_heatmap_from_the_origin(vae):
 def test_latent_traversal_shape_mismatch():
     with pytest.raises(ValueError, match="one row per value"):
         LatentTraversalDisplay(values=[0, 1], decoded=np.ones((3, 4)), dim=0).plot()
+    disp = LatentTraversalDisplay(values=[0, 1], decoded=np.ones((2, 4)), dim=0)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="n_features must be a positive integer"):
+            disp.plot(n_features=bad)
 
 
 # --------------------------------------------------------------- rendering

@@ -1,5 +1,7 @@
 """Display of a latent traversal: decoded features as one latent dimension sweeps."""
 
+from numbers import Integral
+
 import numpy as np
 
 from ._base import single_axes, unwrap_vae
@@ -113,6 +115,16 @@ class LatentTraversalDisplay:
         """
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}.")
+        if (
+            isinstance(n_features, bool)
+            or not isinstance(n_features, Integral)
+            or n_features < 1
+        ):
+            # A negative slice bound would silently drop the features that
+            # change least instead of keeping those that change most.
+            raise ValueError(
+                f"n_features must be a positive integer, got {n_features!r}."
+            )
         values = np.asarray(self.values, dtype=np.float64)
         decoded = np.asarray(self.decoded, dtype=np.float64)
         if decoded.ndim != 2 or values.shape != (decoded.shape[0],):
