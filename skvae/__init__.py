@@ -11,6 +11,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "VAETransformer",
     "PosteriorCollapseWarning",
+    "TrainingInterruptedWarning",
     "analysis",
     "datasets",
     "plotting",
@@ -20,6 +21,7 @@ __all__ = [
 _LAZY_ATTRIBUTES = {
     "VAETransformer": "skvae._vae",
     "PosteriorCollapseWarning": "skvae._vae",
+    "TrainingInterruptedWarning": "skvae._vae",
 }
 _LAZY_SUBMODULES = {"analysis", "datasets", "plotting"}
 

@@ -395,7 +395,11 @@ def run_experiment(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit
 
-    from skvae import PosteriorCollapseWarning, VAETransformer
+    from skvae import (
+        PosteriorCollapseWarning,
+        TrainingInterruptedWarning,
+        VAETransformer,
+    )
 
     seeds = list(range(n_seeds))
     recon_weights = list(recon_weights)
@@ -420,9 +424,7 @@ def run_experiment(
         warnings.simplefilter("ignore", ConvergenceWarning)
         # fit turns Ctrl-C into a warning and returns (as MLPRegressor does);
         # here that would only skip to the next of many fits: stop them all.
-        warnings.filterwarnings(
-            "error", message="Training interrupted by user", category=UserWarning
-        )
+        warnings.simplefilter("error", TrainingInterruptedWarning)
         try:
             search.fit(data.X, data.y)
             results = _collect(search.cv_results_, recon_weights, seeds, data)
@@ -432,9 +434,7 @@ def run_experiment(
                 )
                 result.model = model.fit(data.X)
                 bar.step(f"{result.name}, seed {seeds[0]}, all rows (figures)")
-        except UserWarning as exc:
-            if "Training interrupted by user" not in str(exc):
-                raise
+        except TrainingInterruptedWarning as exc:
             raise KeyboardInterrupt from exc
         finally:
             bar.close()

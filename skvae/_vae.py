@@ -66,6 +66,25 @@ class PosteriorCollapseWarning(UserWarning):
     """
 
 
+class TrainingInterruptedWarning(UserWarning):
+    """Warning emitted when Ctrl-C stops ``fit``; the model stays usable.
+
+    As in :class:`~sklearn.neural_network.MLPRegressor`, a ``KeyboardInterrupt``
+    during training ends the loop and ``fit`` returns the model with the weights
+    of the last completed step. Turn this warning into an error to stop a whole
+    grid search instead of a single fit.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skvae import TrainingInterruptedWarning
+    >>> warnings.simplefilter("error", TrainingInterruptedWarning)
+    >>> issubclass(TrainingInterruptedWarning, UserWarning)
+    True
+    >>> warnings.resetwarnings()
+    """
+
+
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Variational autoencoder as a scikit-learn transformer.
 
@@ -423,7 +442,7 @@ default='gaussian'
             warnings.warn(
                 "Training interrupted by user; the model keeps the weights of the "
                 f"last completed step (after {self.n_iter_} epochs).",
-                UserWarning,
+                TrainingInterruptedWarning,
                 stacklevel=4,
             )
         elif status == "max_iter" and not incremental:

@@ -16,7 +16,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 import skvae._training
-from skvae import PosteriorCollapseWarning, VAETransformer
+from skvae import PosteriorCollapseWarning, TrainingInterruptedWarning, VAETransformer
 from skvae._losses import kl_divergence
 from skvae._vae import KL_ACTIVE_THRESHOLD
 
@@ -309,7 +309,7 @@ def test_keyboard_interrupt_leaves_a_usable_model(gaussian_data, monkeypatch):
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(skvae._training, "run_single_epoch", interrupted_epoch)
-    with pytest.warns(UserWarning, match="interrupted"):
+    with pytest.warns(TrainingInterruptedWarning, match="interrupted"):
         vae = _vae(max_iter=50).fit(gaussian_data)
     assert vae.n_iter_ == 2
     assert np.all(np.isfinite(vae.transform(gaussian_data)))
