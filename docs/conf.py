@@ -136,8 +136,14 @@ def write_benchmark_includes():
     ones that ``benchmarks/`` wrote, never numbers copied by hand.
     """
     lines = []
+    # The summary first, then the detailed tables it digests.
     results = (
-        sorted(BENCHMARK_RESULTS.glob("*.md")) if BENCHMARK_RESULTS.is_dir() else []
+        sorted(
+            BENCHMARK_RESULTS.glob("*.md"),
+            key=lambda path: (path.name != "summary.md", path.name),
+        )
+        if BENCHMARK_RESULTS.is_dir()
+        else []
     )
     if BENCHMARK_README.is_file():
         lines += [
