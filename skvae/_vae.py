@@ -115,8 +115,11 @@ default='gaussian'
         'bernoulli' is binary cross-entropy for data in [0, 1] (computed from
         logits); ``inverse_transform`` then returns probabilities.
         'calibrated_gaussian' learns one standard deviation per feature (the
-        "sigma-VAE" of Rybkin et al. 2021), which balances reconstruction and
-        KL by itself.
+        "sigma-VAE" of Rybkin et al. 2021): with the textbook ELBO
+        (``recon_weight='auto'``) the learned scale sets the balance between
+        reconstruction and KL that a fixed-variance Gaussian leaves to the data's
+        scale. It does not undo a reconstruction term shrunk by averaging over
+        features: with ``recon_weight=1`` it can still collapse.
 
     recon_weight : float or 'auto', default='auto'
         Multiplies the reconstruction term, which is the negative
