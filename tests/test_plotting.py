@@ -288,6 +288,22 @@ def test_encoder_jacobian_heatmap(vae, scaled):
     assert disp.colorbar_ is not None and disp.bars_ is None
 
 
+def test_jacobian_means_are_accumulated_in_chunks(vae, scaled, monkeypatch):
+    # Means accumulated block by block equal those of the full arrays (the
+    # decoder side over many small chunks here).
+    from skvae.analysis import decoder_finite_differences, encoder_jacobian
+    from skvae.plotting import _jacobian
+
+    X, _ = scaled
+    monkeypatch.setattr(_jacobian, "_DECODER_CHUNK", 7)
+    decoder = JacobianDisplay.from_estimator(vae, X, side="decoder")
+    full = decoder_finite_differences(vae, vae.transform(X), method="central")
+    np.testing.assert_allclose(decoder.jacobian, full.mean(axis=0).T, rtol=1e-6)
+    encoder = JacobianDisplay.from_estimator(vae, X)
+    full = encoder_jacobian(vae, X, batch_size=7)
+    np.testing.assert_allclose(encoder.jacobian, full.mean(axis=0), rtol=1e-6)
+
+
 def test_encoder_jacobian_matches_finite_differences(vae, scaled):
     # The display's numbers are derivatives of transform: check one by hand.
     X, _ = scaled

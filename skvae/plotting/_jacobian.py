@@ -5,6 +5,8 @@ import numpy as np
 from ._base import axes_array, single_axes, unwrap_vae
 
 _SIDES = ("encoder", "decoder")
+# Rows of latent codes per decoder finite-difference call in from_estimator.
+_DECODER_CHUNK = 4096
 _KINDS = ("heatmap", "bars")
 _TITLES = {
     "encoder": "Encoder Jacobian: mean dz/dx",
@@ -257,23 +259,30 @@ class JacobianDisplay:
         display : JacobianDisplay
             The display, drawn.
         """
-        from skvae.analysis import decoder_finite_differences, encoder_jacobian
+        from skvae.analysis import decoder_finite_differences
+        from skvae.analysis._jacobian import _jacobian_blocks
 
         if side not in _SIDES:
             raise ValueError(f"side must be one of {_SIDES}, got {side!r}.")
         vae, X_vae, names = unwrap_vae(estimator, X, caller="JacobianDisplay")
+        n_samples = len(X_vae)
+        # Means accumulated chunk by chunk: the per-sample derivatives, of size
+        # n_samples x n_components x n_features, are never held at once.
         if side == "encoder":
-            jacobian = np.asarray(encoder_jacobian(vae, X_vae)).mean(axis=0)
+            _, buffer, blocks = _jacobian_blocks(vae, X_vae, None)
+            jacobian = np.zeros(buffer.shape[1:], dtype=np.float64)
+            for _, block in blocks:
+                jacobian += block.sum(axis=0)
         else:
             Z = vae.transform(X_vae)
-            # (n_samples, n_features, n_components) -> (n_components, n_features)
-            jacobian = (
-                np.asarray(
-                    decoder_finite_differences(vae, Z, step=step, method="central")
+            jacobian = np.zeros((vae.n_components, vae.n_features_in_))
+            for start in range(0, n_samples, _DECODER_CHUNK):
+                # (rows, n_features, n_components) -> (n_components, n_features)
+                block = decoder_finite_differences(
+                    vae, Z[start : start + _DECODER_CHUNK], step=step, method="central"
                 )
-                .mean(axis=0)
-                .T
-            )
+                jacobian += block.sum(axis=0).T
+        jacobian /= n_samples
         display = cls(
             jacobian=jacobian,
             feature_names=names if feature_names is None else feature_names,
