@@ -416,7 +416,7 @@ default='gaussian'
                 n_samples, self.validation_fraction, self._random_state
             )
             X_train, X_val = X[train_idx], X[val_idx]
-            X_val = _to_tensor(X_val, torch.float32, device)
+            X_val = to_tensor(X_val, np.float32, device)
             score_eps = _score_noise(self.n_components, torch.float32, device)
 
         generator = torch.Generator(device=device).manual_seed(seed)
@@ -425,7 +425,7 @@ default='gaussian'
                 self.module_,
                 optimizer,
                 self._objective(),
-                _to_tensor(X_train, torch.float32, device),
+                to_tensor(X_train, np.float32, device),
                 history=self._history,
                 max_epochs=1 if incremental else self.max_iter,
                 batch_size=min(self.batch_size, X_train.shape[0]),
@@ -677,11 +677,10 @@ default='gaussian'
         module = self._module_as(X.dtype)
         device = next(module.parameters()).device
         module = inference_view(module)
-        dtype = _TORCH_DTYPES[X.dtype.type]
         out = None
         with torch.no_grad():
             for start in range(0, max(X.shape[0], 1), chunk_size):
-                chunk = _to_tensor(X[start : start + chunk_size], dtype, device)
+                chunk = to_tensor(X[start : start + chunk_size], X.dtype, device)
                 result = fn(module, chunk).cpu().numpy()
                 if out is None:
                     out = np.empty((X.shape[0], result.shape[1]), dtype=X.dtype)
@@ -738,13 +737,10 @@ def _posterior_kl(module, x):
     return kl_divergence(*module.encode(x))
 
 
-def _to_tensor(X, dtype, device):
+def to_tensor(X, dtype, device):
     """A new tensor holding a copy of ``X``: never a view of the caller's memory."""
-    array = np.array(X, dtype=_NUMPY_DTYPES[dtype], order="C", copy=True)
+    array = np.array(X, dtype=dtype, order="C", copy=True)
     return torch.from_numpy(array).to(device)
-
-
-_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _score_noise(n_components, dtype, device):

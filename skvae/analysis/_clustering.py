@@ -10,12 +10,11 @@ from sklearn.metrics import (
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .._losses import kl_divergence
-from .._vae import KL_ACTIVE_THRESHOLD
+from .._vae import KL_ACTIVE_THRESHOLD, to_tensor
 from ._common import (
     DEFAULT_BATCH_SIZE,
     chunks,
     module_and_device,
-    to_tensor,
     to_vae_input,
 )
 

@@ -11,7 +11,6 @@ front of a VAE in practice.
 from numbers import Integral
 
 import numpy as np
-import torch
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     MaxAbsScaler,
@@ -199,12 +198,6 @@ def module_and_device(vae, dtype):
     the device it lives on."""
     module = vae._module_as(dtype)
     return module, next(module.parameters()).device
-
-
-def to_tensor(array, dtype, device):
-    """A tensor holding a copy of ``array``: never shares the caller's memory."""
-    copy = np.array(array, dtype=dtype, order="C", copy=True)
-    return torch.from_numpy(copy).to(device)
 
 
 def chunks(n_samples, batch_size):

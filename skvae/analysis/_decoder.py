@@ -7,6 +7,7 @@ import torch
 from sklearn.utils.validation import check_array
 
 from .._losses import decoder_mean
+from .._vae import to_tensor
 from ._common import (
     check_batch_size,
     check_codes,
@@ -14,7 +15,6 @@ from ._common import (
     module_and_device,
     output_derivative,
     resolve_vae,
-    to_tensor,
 )
 
 _METHODS = ("forward", "central")

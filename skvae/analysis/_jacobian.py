@@ -5,11 +5,11 @@ from numbers import Integral
 import numpy as np
 import torch
 
+from .._vae import to_tensor
 from ._common import (
     check_batch_size,
     chunks,
     module_and_device,
-    to_tensor,
     to_vae_input,
 )
 
