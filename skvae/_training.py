@@ -49,7 +49,6 @@ class TrainingHistory:
     best_loss: float = float("inf")
     best_validation_score: float = -float("inf")
     no_improvement_count: int = 0
-    n_steps: int = 0
 
     @property
     def n_epochs(self):
@@ -494,7 +493,6 @@ def fit_loop(
                     epoch,
                     step=step,
                 )
-            history.n_steps += -(-X.shape[0] // batch_size)
             if not all(map(_isfinite, (loss, recon, kl))):
                 raise ValueError(
                     f"Training diverged at epoch {epoch + 1}: the loss is not finite "
