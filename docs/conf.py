@@ -211,6 +211,7 @@ html_sidebars = {
     "index": [],
     "getting_started": [],
     "performance": [],
+    "comparison": [],
     "changelog": [],
     "auto_examples/plot_*": [],
 }

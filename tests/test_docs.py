@@ -392,3 +392,14 @@ def test_built_gallery_hides_the_quick_build_switch():
         if "SKVAE_DOCS_QUICK" in page.read_text(encoding="utf-8")
     ]
     assert not shown, f"gallery pages that show the quick-build switch: {shown}"
+
+
+def test_comparison_page_is_linked_and_names_every_peer():
+    index = (DOCS / "index.rst").read_text()
+    toctree = index[index.index(".. toctree::") :]
+    assert re.search(r"^\s+comparison$", toctree, re.MULTILINE)
+    page = (DOCS / "comparison.rst").read_text()
+    for peer in ("PCA", "umap-learn", "skorch", "pyod", "pythae"):
+        assert peer in page, f"docs/comparison.rst does not mention {peer}"
+    # What skvae lacks is said on the page, not left for users to find.
+    assert "What skvae lacks" in page
