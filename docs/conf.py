@@ -12,7 +12,13 @@ change the build:
 ``SKVAE_DOCS_QUICK=1``
     Read by the gallery scripts: tiny ``max_iter`` and data sizes, so every
     example still runs and every page still renders, in a fraction of the time.
-    The figures are then not meaningful.
+    The figures are then not meaningful. The gallery remembers which mode
+    wrote it (sphinxext/gallery_mode.py): switching mode reruns every example,
+    so a full build never shows a quick build's figures, nor the reverse.
+
+Math is rendered in the reader's browser by a copy of MathJax that the build
+puts into ``_static/mathjax`` (the ``sphinx-mathjax-offline`` package of the
+``docs`` extra), so the pages need no CDN and render offline.
 """
 
 import os
@@ -47,6 +53,8 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    # MathJax 3 from the package, copied into _static/mathjax: no CDN.
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -97,9 +105,14 @@ if OFFLINE:
 # The gallery's order lives in sphinxext/gallery_order.py.
 sys.path.insert(0, str(DOCS / "sphinxext"))
 
+from gallery_mode import build_mode, invalidate_other_mode  # noqa: E402
+
+GALLERY_DIR = "auto_examples"
+invalidate_other_mode(DOCS / GALLERY_DIR, build_mode(QUICK))
+
 sphinx_gallery_conf = {
     "examples_dirs": "examples",
-    "gallery_dirs": "auto_examples",
+    "gallery_dirs": GALLERY_DIR,
     "filename_pattern": r"/plot_",
     # A failing example fails the build, as a failing test would.
     "abort_on_example_error": True,
@@ -198,6 +211,7 @@ html_sidebars = {
     "index": [],
     "getting_started": [],
     "performance": [],
+    "comparison": [],
     "changelog": [],
     "auto_examples/plot_*": [],
 }
