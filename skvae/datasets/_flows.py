@@ -627,3 +627,66 @@ def flows_preprocessor():
         FunctionTransformer(_clip_negative, feature_names_out="one-to-one"),
         MinMaxScaler(clip=True),
     )
+
+
+def _discrete_feature(name):
+    """Whether the extractor writes whole numbers in column ``name``."""
+    return name in ("protocol", "src_port", "dst_port") or name.endswith(
+        ("_tot_pkt", "_tot_byte", "_cnt", "_pkt_size_min", "_pkt_size_max")
+    )
+
+
+def _quantile_ks(sample, knots, frac_zero=None, frac_negative=None, discrete=False):
+    """Kolmogorov-Smirnov distance of ``sample`` to a CDF known by its quantiles.
+
+    ``knots`` are ``(value, probability)`` pairs, such as ``(min, 0)``,
+    ``(p05, 0.05)``, ..., ``(max, 1)``; the reference CDF is piecewise linear
+    between them and jumps where several knots share a value (a point mass). When
+    ``frac_zero`` and ``frac_negative`` are given, the CDF is also pinned at 0:
+    ``F(0-) = frac_negative`` and ``F(0) = frac_negative + frac_zero``, and knots
+    that disagree (the interpolated quantiles of a sample with an atom at 0) are
+    moved onto those bounds. For a ``discrete`` (integer-valued) feature the two
+    CDFs are compared at whole numbers only, since between them any sample's CDF
+    is flat while the interpolated one is not. Used by the fidelity benchmark
+    and tests, not by :func:`make_flows`.
+    """
+    sample = np.sort(np.asarray(sample, dtype=float))
+    xs, ps = (np.asarray(v, dtype=float) for v in zip(*sorted(knots), strict=True))
+    ps = np.maximum.accumulate(np.clip(ps, 0.0, 1.0))
+    if frac_zero is not None:
+        below, upto = frac_negative, frac_negative + frac_zero
+        ps = np.where(xs < 0, np.minimum(ps, below), ps)
+        ps = np.where(xs == 0, np.clip(ps, below, upto), ps)
+        ps = np.where(xs > 0, np.maximum(ps, upto), ps)
+        xs = np.concatenate([xs, [0.0, 0.0]])
+        ps = np.concatenate([ps, [below, upto]])
+        order = np.lexsort((ps, xs))
+        xs, ps = xs[order], ps[order]
+
+    def reference(x, side):
+        # side="right": F(x); side="left": F(x-), the limit from below
+        i = np.searchsorted(xs, x, side=side)
+        lo, hi = np.clip(i - 1, 0, len(xs) - 1), np.clip(i, 0, len(xs) - 1)
+        width = xs[hi] - xs[lo]
+        t = np.where(width > 0, (x - xs[lo]) / np.where(width > 0, width, 1.0), 1.0)
+        inside = ps[lo] + np.clip(t, 0.0, 1.0) * (ps[hi] - ps[lo])
+        return np.where(i == 0, 0.0, np.where(i == len(xs), 1.0, inside))
+
+    n = sample.shape[0]
+    if discrete:
+        low = np.floor(min(sample[0], xs[0]))
+        high = np.ceil(max(sample[-1], xs[-1]))
+        points = np.arange(low, high + 1)
+        if points.shape[0] > 2_000_000:  # fall back on the values seen
+            points = np.unique(np.concatenate([np.rint(sample), np.rint(xs)]))
+        right = np.searchsorted(sample, points, side="right") / n
+        return float(np.max(np.abs(right - reference(points, "right"))))
+    points = np.unique(np.concatenate([sample, xs]))
+    right = np.searchsorted(sample, points, side="right") / n
+    left = np.searchsorted(sample, points, side="left") / n
+    return float(
+        max(
+            np.max(np.abs(right - reference(points, "right"))),
+            np.max(np.abs(left - reference(points, "left"))),
+        )
+    )
