@@ -645,10 +645,16 @@ def _quantile_ks(sample, knots, frac_zero=None, frac_negative=None, discrete=Fal
     ``frac_zero`` and ``frac_negative`` are given, the CDF is also pinned at 0:
     ``F(0-) = frac_negative`` and ``F(0) = frac_negative + frac_zero``, and knots
     that disagree (the interpolated quantiles of a sample with an atom at 0) are
-    moved onto those bounds. For a ``discrete`` (integer-valued) feature the two
-    CDFs are compared at whole numbers only, since between them any sample's CDF
-    is flat while the interpolated one is not. Used by the fidelity benchmark
-    and tests, not by :func:`make_flows`.
+    moved onto those bounds.
+
+    For a ``discrete`` (integer-valued) feature, interpolating between quantiles
+    such as ports 80 and 443 would invent mass at the ports in between, so the
+    reference is instead every CDF that the knots allow: ``F(x) >= p`` for
+    ``x >= q_p`` and ``F(x) <= p`` for ``x < q_p`` (and the pins at 0). The
+    distance is then that to the nearest such CDF, compared at whole numbers: 0
+    for any sample whose quantiles agree with the knots, and a lower bound on
+    the distance to the real distribution. Used by the fidelity benchmark and
+    tests, not by :func:`make_flows`.
     """
     sample = np.sort(np.asarray(sample, dtype=float))
     xs, ps = (np.asarray(v, dtype=float) for v in zip(*sorted(knots), strict=True))
@@ -680,7 +686,13 @@ def _quantile_ks(sample, knots, frac_zero=None, frac_negative=None, discrete=Fal
         if points.shape[0] > 2_000_000:  # fall back on the values seen
             points = np.unique(np.concatenate([np.rint(sample), np.rint(xs)]))
         right = np.searchsorted(sample, points, side="right") / n
-        return float(np.max(np.abs(right - reference(points, "right"))))
+        # lowest and highest F(x) the knots allow: the largest p with q_p <= x
+        # and the smallest p with q_p > x
+        i = np.searchsorted(xs, points, side="right")
+        lower = np.where(i > 0, ps[np.maximum(i - 1, 0)], 0.0)
+        upper = np.where(i < len(xs), ps[np.minimum(i, len(xs) - 1)], 1.0)
+        gap = np.maximum(lower - right, right - upper)
+        return float(max(np.max(gap), 0.0))
     points = np.unique(np.concatenate([sample, xs]))
     right = np.searchsorted(sample, points, side="right") / n
     left = np.searchsorted(sample, points, side="left") / n
