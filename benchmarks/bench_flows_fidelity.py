@@ -68,9 +68,15 @@ TABLE = Path("shared") / "seed" / "flows_statistics.csv"
 
 def find_table():
     """``shared/seed/flows_statistics.csv`` in this checkout or a folder above."""
-    for folder in [HERE.parent, *HERE.parent.parents]:
-        if (folder / TABLE).exists():
-            return folder / TABLE
+    import skvae
+
+    # beside this checkout, or (for run_all.py --quick, which runs a scratch
+    # copy of benchmarks/) beside the skvae that was imported
+    package = Path(skvae.__file__).resolve().parent.parent
+    for start in (HERE.parent, package):
+        for folder in [start, *start.parents]:
+            if (folder / TABLE).exists():
+                return folder / TABLE
     return None
 
 
