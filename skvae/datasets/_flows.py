@@ -313,8 +313,8 @@ def _slowloris_flows(n, noise, rng):
 
     All connections are served by one loop, so they share its timing: after the
     request the loop sends two header lines at once and then eight, each 15 s
-    plus the time the loop takes; a share of the connections gets its first
-    header 3.6 s late. ``noise`` adds jitter to each connection's timing.
+    plus the time the loop takes; two in five of the connections send the
+    second line 3.6 s late. ``noise`` adds jitter to each connection's timing.
     """
     p = _Packets()
     loop = 15.0 + np.clip(rng.normal(0.0134, 0.001, size=8), 0.0, None)
@@ -490,9 +490,10 @@ def make_flows(
     - the flag columns keep the extractor's names but count the flag bits from
       the highest down: ``*_FIN_cnt`` counts CWR, ``*_SYN_cnt`` ECE,
       ``*_RST_cnt`` URG, ``*_PUSH_cnt`` ACK, ``*_ACK_cnt`` PSH, ``*_URG_cnt``
-      RST, ``*_CWE_cnt`` SYN and ``*_ECE_cnt`` FIN. (In the original flows every
-      packet but the first SYN is counted under PUSH, and 12 of a Slowloris
-      flow's 12 answers; this is the reading that makes those counts TCP.)
+      RST, ``*_CWE_cnt`` SYN and ``*_ECE_cnt`` FIN. (In the original flows the
+      column named PUSH counts every packet but the SYN, all 12 payload-free
+      answers of a Slowloris server included; only this reading makes the
+      counts agree with TCP.)
 
     All flows are TCP (protocol 6). Benign flows come from one client machine
     (most source ports in a narrow band of Windows' ephemeral range) to a mix of
@@ -504,9 +505,10 @@ def make_flows(
     FINs, a RST from either side, or not at all.
 
     Slowloris flows come from one attacker whose loop serves all connections,
-    so they share its timing: to port 80, from consecutive even source ports, a
+    so they share its timing: to port 80, from consecutive even source ports
+    (slowloris' default of 150 sockets, reused beyond 150 attack flows), a
     168-byte partial request, two short header lines at once and then a
-    9-to-12-byte ``X-a: <number>`` line every 15 s (a third of the connections
+    9-to-12-byte ``X-a: <number>`` line every 15 s (two in five of the connections
     send their second line 3.6 s late), never finished, every segment
     acknowledged by the server within a millisecond or so: 13 forward packets,
     about 120 s.
