@@ -257,6 +257,24 @@ def jacobian_rows(results):
     return rows
 
 
+def flows_rows(results):
+    """The row of ``bench_flows_fidelity.py``: how close ``make_flows`` comes."""
+    fidelity = _load(results, "flows_fidelity")
+    if not fidelity:
+        return []
+    s = fidelity["summary"]
+    return [
+        [
+            "make_flows vs the original post's flows: mean KS over the 48 "
+            "features, benign / Slowloris (max)",
+            f"{s['benign']['mean']:.3f} / {s['slowloris']['mean']:.3f} "
+            f"({s['benign']['max']:.2f} / {s['slowloris']['max']:.2f})",
+            "target 0.15 (0.5)",
+            "",
+        ]
+    ]
+
+
 def run_line(statuses):
     if all(seconds is None for _, seconds in statuses.values()):
         return "Figures as each script last wrote them in `results/`."
@@ -287,7 +305,7 @@ def summary(results, statuses, quick):
         "",
         markdown_table(
             ["measure", "skvae", "baseline", "ratio"],
-            headline_rows(results) + jacobian_rows(results),
+            headline_rows(results) + jacobian_rows(results) + flows_rows(results),
         ),
         "",
         run_line(statuses) + f" Detailed tables: {details}.",
