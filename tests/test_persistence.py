@@ -3,7 +3,9 @@
 import io
 import json
 import pickle
+import re
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -491,5 +493,22 @@ def test_skops_round_trip_of_a_pipeline(digits01):
     X = digits01[0][:200]
     pipe = make_pipeline(MinMaxScaler(), _vae(likelihood="bernoulli")).fit(X)
     data = sio.dumps(pipe)
-    restored = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+    assert sio.get_untrusted_types(data=data) == ["skvae._vae.VAETransformer"]
+    restored = sio.loads(data, trusted=["skvae._vae.VAETransformer"])
     np.testing.assert_array_equal(restored.transform(X), pipe.transform(X))
+
+
+def test_user_guide_snippets_run(tmp_path, monkeypatch):
+    pytest.importorskip("skops.io")
+    guide = Path(__file__).resolve().parents[1] / "docs/user_guide/persistence.rst"
+    blocks = re.findall(
+        r"^\.\. code-block:: python\n\n((?:   .*\n|\n)+)", guide.read_text(), re.M
+    )
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in blocks:
+        code = "\n".join(line[3:] for line in block.splitlines())
+        exec(compile(code, str(guide), "exec"), namespace)
+    assert (tmp_path / "vae.skvae").is_file() and (tmp_path / "pipe.skops").is_file()
+    assert namespace["restored"].n_iter_ > 20  # continued after the 20 saved epochs
