@@ -308,6 +308,37 @@ def load(path):
 
 def to_document(estimator):
     """The JSON-able document and the tensors that describe ``estimator``."""
+    encoder = _Encoder({})
+    document = _describe_estimator(estimator, encoder, "")
+    document["versions"] = _versions()
+    return document, encoder.tensors
+
+
+def from_document(document, tensors, source="the file"):
+    """Rebuild the estimator that :func:`to_document` described."""
+    if not isinstance(document, dict):
+        raise ValueError(f"{source}: the model document is not a JSON object.")
+    saved_versions = document.get("versions")
+    if type(saved_versions) is not dict:
+        saved_versions = {}
+    _warn_on_version_mismatch(saved_versions)
+    decoder = _Decoder(tensors, source, saved_versions)
+    estimator = decoder.estimator(document)
+    unused = set(tensors) - decoder.used
+    if unused:
+        raise ValueError(
+            f"{source} holds tensors that its document does not refer to "
+            f"({sorted(unused)[:3]}...): it is damaged or not a skvae model file."
+        )
+    return estimator
+
+
+def _describe_estimator(estimator, encoder, prefix):
+    """Class, parameters, fitted attributes and private state of an estimator.
+
+    ``prefix`` names where a nested estimator sits (e.g. ``'vae_/'``), so that
+    its tensors get names of their own.
+    """
     classes = _estimator_classes()
     name = type(estimator).__name__
     if classes.get(name) is not type(estimator):
@@ -333,38 +364,37 @@ def to_document(estimator):
                 "and the random stream that partial_fit continues are saved "
                 "either way."
             )
-        encoded_params[key] = _Encoder(None).encode(value, f"parameter {key}")
+        encoded_params[key] = encoder.encode(value, f"{prefix}parameter {key}")
     state = vars(estimator)
-    encoder = _Encoder({})
-    attributes = {}
-    for key, value in state.items():
-        if _is_fitted_attribute(key) and key not in params:
-            attributes[key] = encoder.encode(value, key)
-    private = {}
+    attributes = {
+        key: encoder.encode(value, prefix + key)
+        for key, value in state.items()
+        if _is_fitted_attribute(key) and key not in params
+    }
     optimizer = state.get("_optimizer")
     optimizer_state = (
         optimizer.state_dict()
         if optimizer is not None
         else state.get("_optimizer_state")
     )
+    private = {}
     for key in PRIVATE_STATE:
         value = optimizer_state if key == "_optimizer_state" else state.get(key)
         if value is not None:
-            private[key] = encoder.encode(value, key)
-    document = {
+            private[key] = encoder.encode(value, prefix + key)
+    return {
         "class": name,
         "params": encoded_params,
         "attributes": attributes,
         "private": private,
-        "versions": _versions(),
     }
-    return document, encoder.tensors
 
 
-def from_document(document, tensors, source="the file"):
-    """Rebuild the estimator that :func:`to_document` described."""
-    if not isinstance(document, dict):
-        raise ValueError(f"{source}: the model document is not a JSON object.")
+def _build_estimator(document, decoder):
+    """The inverse of :func:`_describe_estimator`."""
+    source = decoder.source
+    if type(document) is not dict:
+        decoder.fail("an estimator entry is not a mapping")
     name = document.get("class")
     classes = _estimator_classes()
     if name not in classes:
@@ -373,9 +403,6 @@ def from_document(document, tensors, source="the file"):
             + ", ".join(sorted(classes))
             + ". A file from a newer skvae may need an upgrade."
         )
-    saved_versions = document.get("versions") or {}
-    _warn_on_version_mismatch(saved_versions)
-    decoder = _Decoder(tensors, source)
     estimator = classes[name]()
     params = {
         key: decoder.decode(value)
@@ -386,14 +413,14 @@ def from_document(document, tensors, source="the file"):
     except ValueError as exc:
         raise ValueError(
             f"{source} has parameters that this skvae's {name} does not know "
-            f"({exc}); it was written by skvae {saved_versions.get('skvae')!r}, "
-            f"this is {_versions()['skvae']!r}. Upgrade skvae to load it."
+            f"({exc}); it was written by skvae "
+            f"{decoder.versions.get('skvae')!r}, this is {_versions()['skvae']!r}. "
+            "Upgrade skvae to load it."
         ) from exc
     state = {}
     for key, value in _mapping(document, "attributes", source).items():
         if (
-            not isinstance(key, str)
-            or not _is_fitted_attribute(key)
+            not _is_fitted_attribute(key)
             or key in params
             or hasattr(type(estimator), key)
         ):
@@ -407,14 +434,9 @@ def from_document(document, tensors, source="the file"):
             )
         state[key] = decoder.decode(value)
     if "module_" in state:
+        # As after unpickling: Adam is rebuilt from its state on the next fit.
         state.setdefault("_optimizer_state", None)
         state["_optimizer"] = None
-    unused = set(tensors) - decoder.used
-    if unused:
-        raise ValueError(
-            f"{source} holds tensors that its document does not refer to "
-            f"({sorted(unused)[:3]}...): it is damaged or not a skvae model file."
-        )
     estimator.__dict__.update(state)
     return estimator
 
@@ -441,8 +463,7 @@ def _is_fitted_attribute(key):
 class _Encoder:
     """Plain data to JSON values, with tagged objects for everything else.
 
-    ``tensors`` is None where tensors are not allowed (parameters); otherwise
-    tensors go there, under their path in the document.
+    Tensors go to ``tensors``, named by their path in the document.
     """
 
     def __init__(self, tensors):
@@ -492,9 +513,13 @@ class _Encoder:
                     for field in dataclasses.fields(value)
                 },
             }
-        if self.tensors is not None and isinstance(value, torch.Tensor):
+        if kind in _estimator_classes().values():
+            # A skvae estimator inside another (a wrapper's fitted sub-model).
+            document = _describe_estimator(value, self, f"{path}/")
+            return {"__type__": "estimator", "document": document}
+        if isinstance(value, torch.Tensor):
             return self._tensor(value, path)
-        if self.tensors is not None and isinstance(value, nn.Module):
+        if isinstance(value, nn.Module):
             state = module_to_state(value)
             if state is None:
                 raise TypeError(
@@ -512,7 +537,7 @@ class _Encoder:
                 "config": self.encode(state["config"], path),
                 "state_dict": {"__type__": "dict", "items": list(weights.items())},
             }
-        where = path if path.startswith("parameter") else f"attribute {path}"
+        where = path if "parameter " in path else f"attribute {path}"
         raise TypeError(
             f"{where} = {_short_repr(value)} ({_describe_type(value)}) cannot be "
             "saved: skvae.save stores plain data only (numbers, strings, None, "
@@ -551,10 +576,14 @@ def _encode_array(array, path):
 class _Decoder:
     """The inverse of :class:`_Encoder`; refuses anything it did not write."""
 
-    def __init__(self, tensors, source):
+    def __init__(self, tensors, source, versions):
         self.tensors = tensors
         self.source = source
+        self.versions = versions
         self.used = set()
+
+    def estimator(self, document):
+        return _build_estimator(document, self)
 
     def fail(self, what):
         raise ValueError(f"{self.source} is damaged or not a skvae model file: {what}.")
@@ -681,6 +710,7 @@ class _Decoder:
         "torch.device": _device,
         "tensor": _tensor,
         "VAEModule": _module,
+        "estimator": lambda self, value: self.estimator(value["document"]),
     }
     _DECODERS.update(dict.fromkeys(_DATACLASSES, _dataclass))
 
@@ -790,7 +820,8 @@ def plain_state(state):
     module = state.get("module_")
     if isinstance(module, nn.Module):
         described = module_to_state(module)
-        if described is None and next(module.parameters()).device.type != "cpu":
+        on_device = any(p.device.type != "cpu" for p in module.parameters())
+        if described is None and on_device:
             import copy
 
             described = copy.deepcopy(module).to("cpu")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
@@ -155,6 +156,66 @@ def test_unknown_private_attributes_are_left_out(gaussian_data):
     restored = _loads(_dumps(vae))
     assert not hasattr(restored, "_module_cache")
     assert_same_outputs(restored, vae, gaussian_data)
+
+
+class _Detector(VAETransformer):
+    """A subclass with a parameter and a fitted attribute of its own."""
+
+    def __init__(
+        self, n_components=2, *, hidden_layer_sizes=(8,), max_iter=3, contamination=0.1
+    ):
+        super().__init__(
+            n_components,
+            hidden_layer_sizes=hidden_layer_sizes,
+            max_iter=max_iter,
+            random_state=0,
+        )
+        self.contamination = contamination
+
+    def fit(self, X, y=None):
+        super().fit(X)
+        self.offset_ = np.quantile(self.score_samples(X), self.contamination)
+        return self
+
+
+class _Wrapper(BaseEstimator):
+    """A wrapper holding a VAETransformer as parameter and as fitted model."""
+
+    def __init__(self, vae=None, threshold=0.5):
+        self.vae = vae
+        self.threshold = threshold
+
+    def fit(self, X, y=None):
+        self.vae_ = clone(self.vae).fit(X)
+        return self
+
+
+@pytest.mark.parametrize("kind", ["subclass", "wrapper"])
+def test_another_estimator_registers_in_one_line(gaussian_data, monkeypatch, kind):
+    with pytest.raises(TypeError, match="skvae estimators"):
+        _dumps(_Detector())
+    if kind == "subclass":
+        monkeypatch.setitem(persistence.ESTIMATORS, "_Detector", __name__)
+        model = _Detector(hidden_layer_sizes=(5,), contamination=0.2)
+        model.fit(gaussian_data)
+        restored = _loads(_dumps(model))
+        assert type(restored) is _Detector
+        assert restored.get_params() == model.get_params()
+        assert restored.contamination == 0.2 and restored.hidden_layer_sizes == (5,)
+        assert restored.offset_ == model.offset_
+        assert_same_outputs(restored, model, gaussian_data)
+    else:
+        monkeypatch.setitem(persistence.ESTIMATORS, "_Wrapper", __name__)
+        model = _Wrapper(vae=_vae(warm_start=True), threshold=0.3).fit(gaussian_data)
+        restored = _loads(_dumps(model))
+        assert type(restored.vae) is VAETransformer
+        assert restored.vae.get_params() == model.vae.get_params()
+        assert not hasattr(restored.vae, "module_")
+        assert_same_fitted_attributes(restored.vae_, model.vae_)
+        assert_same_outputs(restored.vae_, model.vae_, gaussian_data)
+        restored.vae_.fit(gaussian_data)
+        model.vae_.fit(gaussian_data)
+        assert_same_weights(restored.vae_, model.vae_)
 
 
 # ------------------------------------------------------ continuing training
@@ -421,14 +482,19 @@ def test_unsaveable_values_are_refused_with_the_fix(gaussian_data):
         _dumps(vae)
 
 
-def test_custom_module_is_refused(gaussian_data):
-    class Wider(VAEModule):
-        pass
+class Wider(VAEModule):
+    """A module subclass: rebuilding it would mean running its code."""
 
+
+def test_custom_module_is_refused(gaussian_data):
     vae = _vae().fit(gaussian_data)
     vae.module_ = Wider(6, 2, [16, 8], "relu", False, torch.Generator())
     with pytest.raises(TypeError, match="module_ is a .*Wider.*pickle"):
         _dumps(vae)
+    # Pickle keeps such a module as the object itself.
+    restored = pickle.loads(pickle.dumps(vae))
+    assert type(restored.module_) is Wider
+    assert_same_outputs(restored, vae, gaussian_data)
     # Edited in place: an activation that VAEModule would not build.
     vae = _vae().fit(gaussian_data)
     vae.module_.encoder[1] = torch.nn.LeakyReLU(0.3)
