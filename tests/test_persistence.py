@@ -578,3 +578,24 @@ def test_user_guide_snippets_run(tmp_path, monkeypatch):
         exec(compile(code, str(guide), "exec"), namespace)
     assert (tmp_path / "vae.skvae").is_file() and (tmp_path / "pipe.skops").is_file()
     assert namespace["restored"].n_iter_ > 20  # continued after the 20 saved epochs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_saves_and_loads_on_cpu(gaussian_data):
+    vae = _vae(device="cuda", warm_start=True).fit(gaussian_data)
+    restored = _loads(_dumps(vae))
+    assert next(restored.module_.parameters()).device.type == "cpu"
+    assert restored.device == "cuda"
+    unpickled = pickle.loads(pickle.dumps(vae))
+    assert_same_weights(restored, unpickled)
+    assert_same_outputs(restored, unpickled, gaussian_data)
+    np.testing.assert_allclose(
+        restored.transform(gaussian_data), vae.transform(gaussian_data), rtol=1e-5
+    )
+    # A warm start after loading trains on the device again, from the saved
+    # weights and Adam state.
+    vae.fit(gaussian_data)
+    restored.fit(gaussian_data)
+    assert next(restored.module_.parameters()).device.type == "cuda"
+    for a, b in zip(_weights(restored), _weights(vae), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
