@@ -270,12 +270,12 @@ def load(path):
     """
     safetensors_torch = _import_safetensors()
     if hasattr(path, "read"):
-        data, source = path.read(), "the file object"
+        data, source = bytes(path.read()), "the file object"
     else:
         data, source = Path(path).read_bytes(), repr(os.fspath(path))
-    metadata = _read_metadata(bytes(data), source)
+    metadata = _read_metadata(data, source)
     try:
-        tensors = safetensors_torch.load(bytes(data))
+        tensors = safetensors_torch.load(data)
     except Exception as exc:  # safetensors raises its own SafetensorError
         raise ValueError(
             f"{source} is damaged or truncated: its skvae header is intact but "
@@ -298,7 +298,7 @@ def load(path):
         )
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # also over-long integers
         raise ValueError(f"{source}: the model document is not JSON.") from exc
     return from_document(document, tensors, source)
 
@@ -528,8 +528,9 @@ class _Encoder:
                     "it). Use pickle or joblib for models with custom modules, and "
                     "load such files only from sources you trust."
                 )
+            # module_to_state's arrays are fresh CPU copies already.
             weights = {
-                key: self._tensor(torch.from_numpy(array), f"{path}/{key}")
+                key: self._tensor(torch.from_numpy(array), f"{path}/{key}", copy=False)
                 for key, array in state["state_dict"].items()
             }
             return {
@@ -545,12 +546,14 @@ class _Encoder:
             "Set it to such a value, or use pickle or joblib for a file you trust."
         )
 
-    def _tensor(self, tensor, path):
+    def _tensor(self, tensor, path, copy=True):
         if tensor.dtype not in _TENSOR_DTYPES:
             raise TypeError(f"{path}: tensors of dtype {tensor.dtype} are not saved.")
         # A fresh contiguous CPU copy: views (Adam's step counters share one
         # storage) and device tensors are written as plain arrays.
-        self.tensors[path] = tensor.detach().to("cpu", copy=True).contiguous()
+        if copy:
+            tensor = tensor.detach().to("cpu", copy=True)
+        self.tensors[path] = tensor.contiguous()
         return {"__type__": "tensor", "key": path}
 
 
@@ -906,7 +909,7 @@ def _read_metadata(data, source):
         )
     try:
         header = json.loads(data[8 : 8 + size].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is one
         raise ValueError(f"{not_ours}: its header is not JSON.") from exc
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
@@ -935,7 +938,7 @@ def _digest(text, tensors):
         tensor = tensors[key].contiguous()
         header = json.dumps([key, str(tensor.dtype), list(tensor.shape)])
         digest.update(b"\0" + header.encode("utf-8") + b"\0")
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
