@@ -554,6 +554,19 @@ def test_skops_round_trip_with_trusted_types(gaussian_data):
     assert_same_weights(restored, vae)
 
 
+def test_inference_leaves_no_torch_object_in_the_pickled_state(gaussian_data):
+    # Caches that inference may keep (e.g. a float64 copy of the module) are
+    # not state: pickle and skops must not carry them.
+    sio = pytest.importorskip("skops.io")
+    vae = _vae().fit(gaussian_data)
+    for dtype in (np.float32, np.float64):
+        vae.inverse_transform(vae.transform(gaussian_data.astype(dtype)))
+        vae.score_samples(gaussian_data.astype(dtype))
+    assert b"torch" not in pickle.dumps(vae)
+    restored = sio.loads(sio.dumps(vae), trusted=["skvae._vae.VAETransformer"])
+    assert_same_outputs(restored, vae, gaussian_data)
+
+
 def test_skops_round_trip_of_a_pipeline(digits01):
     sio = pytest.importorskip("skops.io")
     X = digits01[0][:200]
