@@ -538,6 +538,25 @@ def test_pickle_is_bitwise_and_holds_no_torch_object(gaussian_data):
     assert_same_weights(restored, vae)
 
 
+def test_pickles_of_the_torch_state_still_load(gaussian_data):
+    # Before the numpy state, a pickle held the module and Adam's tensors.
+    vae = _vae(warm_start=True).fit(gaussian_data)
+    state = {
+        **vars(vae),
+        "_optimizer_state": vae._optimizer.state_dict(),
+        "_sklearn_version": __import__("sklearn").__version__,
+    }
+    del state["_optimizer"]
+    old = pickle.loads(pickle.dumps(state))
+    assert isinstance(old["module_"], VAEModule)
+    restored = VAETransformer.__new__(VAETransformer)
+    restored.__setstate__(old)
+    assert_same_outputs(restored, vae, gaussian_data)
+    vae.fit(gaussian_data)
+    restored.fit(gaussian_data)
+    assert_same_weights(restored, vae)
+
+
 def test_skops_round_trip_with_trusted_types(gaussian_data):
     sio = pytest.importorskip("skops.io")
     vae = _vae(warm_start=True).fit(gaussian_data)
