@@ -499,7 +499,13 @@ class _Encoder:
             name, keys, pos, has_gauss, cached = value.get_state()
             return {
                 "__type__": "RandomState",
-                "state": [name, keys.tolist(), int(pos), int(has_gauss), cached],
+                "state": [
+                    name,
+                    keys.tolist(),
+                    int(pos),
+                    int(has_gauss),
+                    self.encode(float(cached), path),
+                ],
             }
         if kind is torch.device:
             return {"__type__": "torch.device", "value": str(value)}
@@ -553,6 +559,8 @@ class _Encoder:
         # storage) and device tensors are written as plain arrays.
         if copy:
             tensor = tensor.detach().to("cpu", copy=True)
+        if path in self.tensors:
+            raise TypeError(f"{path}: two tensors would be saved under one name.")
         self.tensors[path] = tensor.contiguous()
         return {"__type__": "tensor", "key": path}
 
@@ -672,7 +680,7 @@ class _Decoder:
                 np.array(keys, dtype=np.uint32),
                 int(pos),
                 int(has_gauss),
-                float(cached),
+                float(self.decode(cached)),
             )
         )
         return random_state
