@@ -141,10 +141,15 @@ def test_non_finite_floats_and_numpy_scalars_round_trip(gaussian_data):
 
 
 def test_unfitted_estimator_round_trips_its_parameters():
-    vae = VAETransformer(n_components=3, hidden_layer_sizes=(7, 5), beta=0.5)
+    vae = VAETransformer(
+        n_components=3, hidden_layer_sizes=(7, 5), beta=0.5, device=torch.device("cpu")
+    )
     restored = _loads(_dumps(vae))
     assert restored.get_params() == vae.get_params()
     assert restored.hidden_layer_sizes == (7, 5)
+    assert restored.device == torch.device("cpu")
+    restored = _loads(_dumps(vae.set_params(hidden_layer_sizes=[7, 5])))
+    assert restored.hidden_layer_sizes == [7, 5]
     with pytest.raises(NotFittedError):
         restored.transform(np.zeros((2, 4)))
 
