@@ -771,11 +771,19 @@ def module_to_state(module):
 
 def module_from_state(state):
     """The VAEModule that :func:`module_to_state` described, in eval mode."""
-    module = _build_module(state["config"])
     weights = {
         key: value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
         for key, value in state["state_dict"].items()
     }
+    # Before building: a layout that needs more weights than the state holds
+    # (hidden_layer_sizes=[2**40] in a forged file) is refused, not allocated.
+    needed = _n_weights(state["config"])
+    held = sum(tensor.numel() for tensor in weights.values())
+    if needed != held:
+        raise ValueError(
+            f"the layout needs {needed} weights but the state holds {held}"
+        )
+    module = _build_module(state["config"])
     dtype = next(module.parameters()).dtype
     for key, tensor in weights.items():
         if tensor.dtype != dtype:
@@ -784,7 +792,8 @@ def module_from_state(state):
     return module.eval()
 
 
-def _build_module(config):
+def _check_config(config):
+    """The torch dtype of a valid VAEModule layout; ValueError otherwise."""
     expected = {
         "n_features",
         "n_components",
@@ -793,7 +802,11 @@ def _build_module(config):
         "learn_scale",
         "dtype",
     }
-    if type(config) is not dict or set(config) != expected:
+    if (
+        type(config) is not dict
+        or set(config) != expected
+        or type(config["hidden_layer_sizes"]) is not list
+    ):
         raise ValueError(f"module layout {config!r} is not a VAEModule's")
     sizes = [
         config["n_features"],
@@ -808,6 +821,25 @@ def _build_module(config):
         or dtype is None
     ):
         raise ValueError(f"module layout {config!r} is not a VAEModule's")
+    return dtype
+
+
+def _n_weights(config):
+    """Number of weights of the VAEModule of ``config`` (which is checked)."""
+    _check_config(config)
+    hidden = config["hidden_layer_sizes"]
+    n_features, n_components = config["n_features"], config["n_components"]
+    encoder = [n_features, *hidden, 2 * n_components]
+    decoder = [n_components, *reversed(hidden), n_features]
+    return sum(
+        n_in * n_out + n_out
+        for sizes in (encoder, decoder)
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+    ) + (n_features if config["learn_scale"] else 0)
+
+
+def _build_module(config):
+    dtype = _check_config(config)
     module = VAEModule(
         config["n_features"],
         config["n_components"],

@@ -415,19 +415,21 @@ def test_valid_hash_does_not_make_a_hostile_document_load(gaussian_data):
             forged[key] = value if key == "class" else {**document[key], **value}
         with pytest.raises(ValueError, match=message):
             _loads(_forge(forged, tensors))
-    # A module whose weights do not fit its recorded layout.
+    # A module whose weights do not fit its recorded layout; a layout too big
+    # to allocate is refused before anything is built.
     module = document["attributes"]["module_"]
-    config = dict(module["config"])
-    config["items"] = [
-        [k, [8] if k == "hidden_layer_sizes" else v] for k, v in config["items"]
-    ]
-    forged = dict(document)
-    forged["attributes"] = {
-        **document["attributes"],
-        "module_": {**module, "config": config},
-    }
-    with pytest.raises(ValueError, match="do not fit its layout"):
-        _loads(_forge(forged, tensors))
+    for hidden, message in [([8], "needs 170 weights"), ([2**40], "needs 2")]:
+        config = dict(module["config"])
+        config["items"] = [
+            [k, hidden if k == "hidden_layer_sizes" else v] for k, v in config["items"]
+        ]
+        forged = dict(document)
+        forged["attributes"] = {
+            **document["attributes"],
+            "module_": {**module, "config": config},
+        }
+        with pytest.raises(ValueError, match=f"do not fit its layout.*{message}"):
+            _loads(_forge(forged, tensors))
     # An extra tensor that the document does not name.
     with pytest.raises(ValueError, match="does not refer to"):
         _loads(_forge(document, {**tensors, "extra": torch.zeros(2)}))
