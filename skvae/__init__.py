@@ -12,6 +12,9 @@ __all__ = [
     "VAETransformer",
     "PosteriorCollapseWarning",
     "TrainingInterruptedWarning",
+    "InconsistentVersionWarning",
+    "save",
+    "load",
     "analysis",
     "datasets",
     "plotting",
@@ -22,6 +25,9 @@ _LAZY_ATTRIBUTES = {
     "VAETransformer": "skvae._vae",
     "PosteriorCollapseWarning": "skvae._vae",
     "TrainingInterruptedWarning": "skvae._vae",
+    "InconsistentVersionWarning": "skvae._persistence",
+    "save": "skvae._persistence",
+    "load": "skvae._persistence",
 }
 _LAZY_SUBMODULES = {"analysis", "datasets", "plotting"}
 

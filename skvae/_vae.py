@@ -19,6 +19,7 @@ from ._compat import Interval, StrOptions, _fit_context
 from ._inference import inference_view
 from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
+from ._persistence import plain_state, torch_state
 from ._training import Objective, TrainingHistory, fit_loop, make_adam
 
 # A latent dimension whose mean KL divergence on the training data is below this
@@ -711,17 +712,16 @@ default='gaussian'
     def __getstate__(self):
         # object.__getstate__ may hand back self.__dict__ itself: copy before editing.
         state = dict(super().__getstate__())
-        module = state.get("module_")
-        if module is not None and next(module.parameters()).device.type != "cpu":
-            # Always persist on CPU, so a model fitted on 'cuda' loads anywhere;
-            # Module.to works in place, hence the copy.
-            state["module_"] = copy.deepcopy(module).to("cpu")
         optimizer = state.pop("_optimizer", None)
         if optimizer is not None:
-            state["_optimizer_state"] = _tensors_to_cpu(optimizer.state_dict())
-        return state
+            state["_optimizer_state"] = optimizer.state_dict()
+        # The module and Adam's state as numpy arrays (CPU copies), the history as
+        # a dict: the state holds no torch object, so a model fitted on 'cuda'
+        # loads anywhere and skops.io can persist it.
+        return plain_state(state)
 
     def __setstate__(self, state):
+        state = torch_state(state)
         state.setdefault("_optimizer", None)
         super().__setstate__(state)
 
@@ -780,13 +780,3 @@ def _resolve_device(device):
     if resolved.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device={device!r} is not supported; use 'cpu' or 'cuda'.")
     return resolved
-
-
-def _tensors_to_cpu(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {key: _tensors_to_cpu(value) for key, value in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_tensors_to_cpu(value) for value in obj)
-    return obj
