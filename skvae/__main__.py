@@ -13,7 +13,7 @@ from skvae import __version__
 DESCRIPTION = "skvae: a scikit-learn compatible variational autoencoder on PyTorch."
 
 DEMO_DESCRIPTION = """\
-Reproduce the experiment of the seed post "Variational Autoencoders" (Ke He):
+Reproduce the experiment of the blog post "Variational Autoencoders" by Ke He:
 a VAE with a Bernoulli (binary cross-entropy) likelihood and 3 latent
 dimensions, trained with the reconstruction term averaged over features
 (recon_weight=1) collapses onto its prior, and weighting that term by the
@@ -28,8 +28,8 @@ writes figures (latent space, latent distributions, training curves, encoder
 Jacobian, decoder sensitivity, latent traversal) into --out.
 
 The default data are the bundled synthetic network flows (755 rows, 48
-features, benign vs Slowloris), preprocessed as the seed post did: negatives to
-0, then min-max scaling. Nothing is ever downloaded."""
+features, benign vs Slowloris), preprocessed as the original post did: negatives
+to 0, then min-max scaling. Nothing is ever downloaded."""
 
 DEMO_EPILOG = """\
 examples:
@@ -90,7 +90,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
-        help="reproduce the seed post: posterior collapse vs a weighted "
+        help="reproduce the original post: posterior collapse vs a weighted "
         "reconstruction term, with figures",
         description=DEMO_DESCRIPTION,
         epilog=DEMO_EPILOG,
@@ -143,7 +143,7 @@ def build_parser():
         type=_positive_int,
         default=3,
         metavar="K",
-        help="latent dimensions (default: 3, as in the seed post)",
+        help="latent dimensions (default: 3, as in the original post)",
     )
     output = demo.add_argument_group("output")
     output.add_argument(

@@ -283,7 +283,7 @@ def test_parse_recon_weights():
         _demo.parse_recon_weights("inf")
 
 
-def _result(weight, silhouette, active_units, kl):
+def _result(weight, silhouette, active_units, kl, reconstruction=12.0, collapsed=14.0):
     n = len(silhouette)
     return _demo.SettingResult(
         recon_weight=weight,
@@ -293,8 +293,9 @@ def _result(weight, silhouette, active_units, kl):
         silhouette_active=np.array(silhouette),
         active_units=np.array(active_units),
         kl_per_dimension=np.tile(kl, (n, 1)),
-        reconstruction=np.full(n, 12.0),
+        reconstruction=np.full(n, reconstruction),
         n_iter=np.resize([50, 60, 200], n),
+        collapsed_reconstruction=collapsed,
     )
 
 
@@ -303,22 +304,73 @@ def test_verdict_when_the_effect_shows():
     weighted = _result("auto", [0.6, 0.62, 0.58], [3, 2, 3], [0.9, 0.05, 0.02])
     text = _demo.verdict([plain, weighted])
     assert "recon_weight=1: posterior collapse in 3 of 3 seeds" in text
-    assert "recon_weight=auto (48): 2.7 active dimensions" in text
-    assert "Verdict: as in the seed post" in text
+    assert (
+        "recon_weight=auto (48): 2-3 of 3 active dimensions (3 in 2 of 3 seeds), "
+        "total KL 0.97 nats, held-out reconstruction 2.00 nats per row better "
+        "than the collapsed model's" in text
+    )
+    assert "informative in all 3 seeds" in text
+    assert "Verdict: as in the original post" in text
     assert "silhouette 0.60 against 0.00" in text
+
+
+def test_barely_active_codes_are_not_informative():
+    # What --data breast_cancer gave: every dimension just above 0.01 nats, a
+    # total KL of 0.08 nats, and a held-out reconstruction worse than the
+    # collapsed model's (16.01 vs 15.88 nats). Not informative, whatever the
+    # silhouette.
+    plain = _result(1.0, [0.11] * 5, [0] * 5, [0.0] * 3, 15.88, 15.88)
+    weighted = _result("auto", [0.46] * 5, [3] * 5, [0.033, 0.029, 0.022], 16.01, 15.88)
+    assert not weighted.informative.any()
+    assert _demo.informative_failures(weighted, 0) == [
+        "total KL 0.08 < 0.1 nats",
+        "reconstruction 0.13 nats worse than the collapsed model's",
+    ]
+    text = _demo.verdict([plain, weighted])
+    assert "keeps the latent space informative" not in text
+    assert "did not fully show" in text
+    assert "informative in only 0 of 5 seeds" in text
+    assert "3 of 3 active dimensions in all 5 seeds" in text
+    assert "at least" not in text
+
+
+def test_informative_needs_the_gain_to_exceed_the_kl():
+    # Enough KL, but the reconstruction it buys (0.5 nats) is less than the
+    # code costs (1 nat): the held-out ELBO is worse than the collapsed one.
+    result = _result("auto", [0.5], [2], [0.6, 0.4], 13.5, 14.0)
+    assert not result.informative[0]
+    assert _demo.informative_failures(result, 0) == [
+        "reconstruction gain 0.50 nats over the collapsed model, not more than "
+        "its total KL 1.00 nats"
+    ]
+    assert _demo.informative(_result("auto", [0.5], [2], [0.6, 0.4], 12.9, 14.0))[0]
+
+
+def test_collapsed_reconstruction_is_the_training_mean_on_the_test_rows():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(40, 3))
+    y = np.repeat(["a", "b"], 20)
+    train, test = next(_demo._split().split(X, y))
+    p = X[train].mean(axis=0)
+    expected = -np.mean(
+        (X[test] * np.log(p) + (1 - X[test]) * np.log(1 - p)).sum(axis=1)
+    )
+    assert _demo.collapsed_reconstruction(X, y) == pytest.approx(expected, rel=1e-12)
 
 
 def test_verdict_says_what_failed():
     plain = _result(1.0, [0.3, 0.35, 0.25], [0, 1, 0], [0.2, 0.0, 0.0])
-    weighted = _result("auto", [0.35, 0.4, 0.3], [1, 1, 1], [0.9, 0.0, 0.0])
+    weighted = _result(
+        "auto", [0.35, 0.4, 0.3], [1, 1, 1], [0.9, 0.0, 0.0], reconstruction=13.5
+    )
     text = _demo.verdict([plain, weighted])
     assert "did not fully show" in text
     assert "recon_weight=1 kept active dimensions in some seeds" in text
-    assert "recon_weight=auto had fewer than 2 active dimensions in some" in text
+    assert "recon_weight=auto (48) are informative in only 0 of 3 seeds" in text
     assert (
         "(48)'s silhouette is only +0.05 above recon_weight=1's (needs > 0.1)" in text
     )
-    assert "but collapsed in 2 of 3 seeds" in text
+    assert "collapsed in 2 of 3 seeds" in text
 
 
 def test_verdict_needs_every_seed_apart():
@@ -332,16 +384,18 @@ def test_verdict_needs_every_seed_apart():
     # A collapsed setting's silhouette is noise: a wide spread there is no
     # reason to doubt a separation that holds in every seed.
     plain = _result(1.0, [0.31, 0.05, 0.17, 0.28, -0.11], [0] * 5, [0.0] * 3)
-    weighted = _result("auto", [0.42, 0.41, 0.44, 0.42, 0.44], [3] * 5, [0.9] * 3)
-    assert "Verdict: as in the seed post" in _demo.verdict([plain, weighted])
+    weighted = _result(
+        "auto", [0.42, 0.41, 0.44, 0.42, 0.44], [3] * 5, [0.9] * 3, reconstruction=10
+    )
+    assert "Verdict: as in the original post" in _demo.verdict([plain, weighted])
 
 
 def test_verdict_with_one_latent_dimension():
     plain = _result(1.0, [0.0, 0.01, 0.02], [0, 0, 0], [0.0])
     weighted = _result("auto", [0.5, 0.52, 0.55], [1, 1, 1], [0.8])
     text = _demo.verdict([plain, weighted])
-    assert "(at least 1 in 3 of 3 seeds)" in text
-    assert "Verdict: as in the seed post" in text
+    assert "1 of 1 active dimensions in all 3 seeds" in text
+    assert "Verdict: as in the original post" in text
 
 
 def test_format_table():
@@ -364,6 +418,9 @@ def test_format_table():
         "12.00",
         "\u00b1",
         "0.00",
+        "0",
+        "of",
+        "3",
         "103",
         "(1",
         "hit",

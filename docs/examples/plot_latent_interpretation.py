@@ -3,7 +3,7 @@
 What each latent dimension means: Jacobians and traversals
 =============================================================
 
-Two views of a fitted VAE, as in the seed post:
+Two views of a fitted VAE, as in the original post:
 
 - the **encoder** side: which input features raise or lower each latent
   dimension, the Jacobian of the posterior mean with respect to the input

@@ -259,7 +259,7 @@ def latent_traversal(vae, z0=None, dim=0, values=None):
     """Decode codes that sweep one latent dimension while the others stay put.
 
     Row ``r`` of the result is ``inverse_transform(z)`` with ``z = z0`` except
-    ``z[dim] = values[r]``: the seed post's "change each dimension and observe
+    ``z[dim] = values[r]``: the original post's "change each dimension and observe
     the output".
 
     Parameters
