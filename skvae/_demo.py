@@ -799,6 +799,22 @@ def best_result(results):
     return max(results, key=lambda r: r.silhouette.mean())
 
 
+def latent_pairs(results, reference):
+    """The pairs of latent dimensions drawn, the same for every model, and how
+    they were chosen: the 3 dimensions of ``reference`` with the largest KL
+    (all of them when there are at most 3), in index order."""
+    n_components = results[0].model.n_components
+    if n_components <= 3:
+        dims = list(range(n_components))
+        text = "in index order"
+    else:
+        kl = reference.model.kl_per_dimension_
+        dims = sorted(int(d) for d in np.argsort(-kl, kind="stable")[:3])
+        text = f"the 3 with the largest KL at {reference.name}"
+    pairs = [(i, j) for k, i in enumerate(dims) for j in dims[k + 1 :]]
+    return pairs or [(dims[0],)], text
+
+
 def prepare_out_dir(out):
     """Create ``out`` (and parents) up front, so a bad path fails before fitting."""
     out = Path(out)
@@ -841,42 +857,50 @@ def write_figures(results, data, out):
     # Latent space: a row per recon_weight, a column per pair of dimensions, all
     # on the same scale, so that a collapsed model shows as a dot at the origin.
     codes = [r.model.transform(data.X) for r in results]
-    n_pair_dims = min(n_components, 3)
-    pairs = [(i, j) for i in range(n_pair_dims) for j in range(i + 1, n_pair_dims)] or [
-        (0,)
-    ]
-    fig = Figure(figsize=(4.2 * len(pairs), 3.8 * n_rows), layout="constrained")
+    pairs, order_text = latent_pairs(results, best)
+    fig = Figure(figsize=(4.2 * len(pairs) + 1.2, 3.8 * n_rows), layout="constrained")
     axes = fig.subplots(n_rows, len(pairs), squeeze=False)
     low = min(float(Z.min()) for Z in codes)
     high = max(float(Z.max()) for Z in codes)
     pad = 0.05 * (high - low) or 0.5
     for row, (result, Z) in enumerate(zip(results, codes, strict=True)):
-        # Pairs of the most informative dimensions of this model.
-        order = np.argsort(-result.model.kl_per_dimension_, kind="stable")
-        for col, pair in enumerate(pairs):
+        for col, dims in enumerate(pairs):
             ax = axes[row, col]
-            dims = tuple(int(order[d]) for d in pair)
             LatentSpaceDisplay(
                 Z=Z, y=data.y, kl_per_dimension=result.model.kl_per_dimension_
             ).plot(ax=ax, dims=dims, name=result.name)
             ax.set_xlim(low - pad, high + pad)
             if len(dims) > 1:
                 ax.set_ylim(low - pad, high + pad)
+            if col < len(pairs) - 1 and ax.get_legend() is not None:
+                ax.get_legend().remove()  # one legend per row, at its end
     fig.suptitle(
         "Latent codes (posterior means) of all rows; "
-        f"seed {results[0].seeds[0]}, same scale in every panel"
+        f"seed {results[0].seeds[0]}, same scale in every panel; "
+        f"the same dimensions in every row ({order_text})"
     )
     save(fig, "latent_space")
 
     # The same bins everywhere: a collapsed dimension is one spike at 0.
-    fig = Figure(figsize=(3.4 * n_components, 2.9 * n_rows), layout="constrained")
+    n_classes = np.unique(data.y).size
+    ridge = n_classes > LatentDistributionDisplay.MAX_OVERLAID
+    row_height = 0.32 * n_classes + 1.2 if ridge else 2.9
+    fig = Figure(
+        figsize=(3.4 * n_components + 1.0, row_height * n_rows), layout="constrained"
+    )
     axes = fig.subplots(n_rows, n_components, squeeze=False, sharex=True)
     bins = np.linspace(low, high, 41)
     for row, (result, Z) in enumerate(zip(results, codes, strict=True)):
         LatentDistributionDisplay(
             Z=Z, y=data.y, kl_per_dimension=result.model.kl_per_dimension_
         ).plot(ax=axes[row], name=result.name, bins=bins)
-    fig.suptitle("Distribution of each latent dimension per class, same bins")
+        if ridge or row > 0:
+            for ax in axes[row]:
+                ax.tick_params(axis="x", labelbottom=True)
+    fig.suptitle(
+        "Distribution of each latent dimension per class, same bins"
+        + ("; one row per class, each scaled to its peak" if ridge else "")
+    )
     save(fig, "latent_distributions")
 
     fig = Figure(figsize=(10, 3.8), layout="constrained")
@@ -916,7 +940,7 @@ def write_figures(results, data, out):
     )
     save(fig, "decoder_sensitivity")
 
-    fig = Figure(figsize=(4.6 * n_components, 3.9), layout="constrained")
+    fig = Figure(figsize=(5.4 * n_components, 3.6), layout="constrained")
     axes = fig.subplots(1, n_components, squeeze=False)[0]
     for dim, ax in enumerate(axes):
         LatentTraversalDisplay.from_estimator(
@@ -929,8 +953,8 @@ def write_figures(results, data, out):
             feature_names=data.feature_names,
         )
     fig.suptitle(
-        "Decoded features as one latent dimension sweeps from -3 to 3, the others "
-        "at the data's mean code"
+        "Decoded features as one latent dimension sweeps over the range its codes "
+        "take (1st to 99th percentile), the others at the data's mean code"
     )
     save(fig, "latent_traversal")
     return paths

@@ -701,6 +701,21 @@ default='gaussian'
     def _n_features_out(self):
         return self.n_components
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of the latent dimensions: ``z0, z1, ...``.
+
+        The names the figures of :mod:`skvae.plotting` and the tables of
+        :mod:`skvae.analysis` use too. ``input_features`` is checked as
+        scikit-learn's transformers check it, and otherwise unused.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects of shape (n_components,)
+        """
+        # The mixin validates input_features; only its class-name prefix goes.
+        super().get_feature_names_out(input_features)
+        return np.asarray([f"z{k}" for k in range(self._n_features_out)], dtype=object)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]

@@ -429,3 +429,23 @@ def test_format_table():
     assert lines[3].startswith("auto (48)")
     assert "2.7 (2-3)" in lines[3]
     assert "0.900  0.050  0.020" in lines[3]
+
+
+def test_latent_space_pairs_are_the_same_in_every_row():
+    class Model:
+        def __init__(self, kl):
+            self.kl_per_dimension_ = np.asarray(kl)
+            self.n_components = len(kl)
+
+    plain = _result(1.0, [0.0], [0], [0.0] * 3)
+    weighted = _result("auto", [0.6], [3], [0.9, 0.05, 0.02])
+    plain.model, weighted.model = Model([0.0, 0.0, 0.0]), Model([0.02, 0.9, 0.05])
+    pairs, text = _demo.latent_pairs([plain, weighted], weighted)
+    # Index order, whatever the KL of either model: the columns line up.
+    assert pairs == [(0, 1), (0, 2), (1, 2)]
+    assert text == "in index order"
+    weighted.model = Model([0.02, 0.9, 0.05, 0.0, 0.4])
+    plain.model = Model([0.0] * 5)
+    pairs, text = _demo.latent_pairs([plain, weighted], weighted)
+    assert pairs == [(1, 2), (1, 4), (2, 4)]
+    assert text == "the 3 with the largest KL at recon_weight=auto (48)"

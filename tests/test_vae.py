@@ -77,11 +77,7 @@ def test_pandas_in_and_out(gaussian_data):
     np.testing.assert_array_equal(vae.feature_names_in_, df.columns)
     out = vae.transform(df)
     assert isinstance(out, pd.DataFrame)
-    assert list(out.columns) == [
-        "vaetransformer0",
-        "vaetransformer1",
-        "vaetransformer2",
-    ]
+    assert list(out.columns) == ["z0", "z1", "z2"]
     assert list(vae.get_feature_names_out()) == list(out.columns)
     with pytest.warns(UserWarning, match="feature names"):
         vae.transform(gaussian_data)

@@ -183,7 +183,7 @@ def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
         ``direction`` ('raises' first), then ``rank``. Columns:
 
         - ``component``: the latent dimension's name, from
-          ``get_feature_names_out`` (e.g. 'vaetransformer0').
+          ``get_feature_names_out`` (e.g. 'z0', as in the figures).
         - ``feature``: the input feature's name, from ``feature_names_in_``
           when the estimator was fitted on a DataFrame, else 'x0', 'x1', ...
         - ``direction``: 'raises' when ``mean_gradient > 0``, 'lowers' when it

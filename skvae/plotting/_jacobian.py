@@ -99,7 +99,16 @@ class JacobianDisplay:
         self.side = side
         self.estimator_name = estimator_name
 
-    def plot(self, ax=None, *, kind="heatmap", name=None, cmap="RdBu_r", **kwargs):
+    def plot(
+        self,
+        ax=None,
+        *,
+        kind="heatmap",
+        name=None,
+        cmap="RdBu_r",
+        sharey=True,
+        **kwargs,
+    ):
         """Plot the sensitivities.
 
         Parameters
@@ -117,6 +126,11 @@ class JacobianDisplay:
 
         cmap : str or matplotlib Colormap, default='RdBu_r'
             Diverging colour map of the heatmap.
+
+        sharey : bool, default=True
+            For ``kind='bars'``: one symmetric y-scale for every latent
+            dimension, so that bar heights compare across panels. False gives
+            each panel its own scale and says so in the title.
 
         **kwargs : dict
             Passed to ``ax.imshow`` (heatmap) or ``ax.bar`` (bars).
@@ -184,6 +198,13 @@ class JacobianDisplay:
             ax_k.set_xticklabels(names, rotation=90, fontsize="small")
             ax_k.tick_params(axis="x", labelbottom=k == len(axes) - 1)
         axes[-1].set_xlabel(_FEATURE_LABELS[self.side])
+        if sharey:
+            limit = 1.08 * float(np.max(np.abs(jacobian))) or 1.0
+            for ax_k in axes:
+                ax_k.set_ylim(-limit, limit)
+            title += ", same scale in every panel"
+        else:
+            title += ", each panel on its own scale"
         axes[0].set_title(title)
         self.ax_ = axes
         self.figure_ = axes[0].figure

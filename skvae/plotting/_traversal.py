@@ -34,6 +34,10 @@ class LatentTraversalDisplay:
     estimator_name : str, default=None
         Name shown in the title.
 
+    span : str, default=None
+        Where ``values`` come from, shown under the x-axis label, e.g.
+        '1st-99th percentile of the codes of X'. None shows nothing.
+
     Attributes
     ----------
     features_ : ndarray of int
@@ -74,18 +78,29 @@ class LatentTraversalDisplay:
     (25, 30)
     >>> len(disp.lines_)
     4
-    >>> disp.ax_.get_xlabel()
-    'z1'
+    >>> print(disp.ax_.get_xlabel())
+    z1
+    1st-99th percentile of the codes of X
+    >>> bool(disp.values.min() >= vae.transform(X)[:, 1].min())
+    True
     """
 
     def __init__(
-        self, *, values, decoded, dim, feature_names=None, estimator_name=None
+        self,
+        *,
+        values,
+        decoded,
+        dim,
+        feature_names=None,
+        estimator_name=None,
+        span=None,
     ):
         self.values = values
         self.decoded = decoded
         self.dim = dim
         self.feature_names = feature_names
         self.estimator_name = estimator_name
+        self.span = span
 
     def plot(self, ax=None, *, kind="lines", n_features=6, name=None, **kwargs):
         """Plot the traversal.
@@ -148,6 +163,8 @@ class LatentTraversalDisplay:
         self.lines_ = self.image_ = None
 
         if kind == "lines":
+            from matplotlib.ticker import MaxNLocator
+
             ax = single_axes(ax, "LatentTraversalDisplay", figsize=(5.5, 4))
             spread = np.ptp(decoded, axis=0)
             self.features_ = np.argsort(-spread, kind="stable")[:n_features]
@@ -156,7 +173,17 @@ class LatentTraversalDisplay:
                 for j in self.features_
             ]
             ax.set_ylabel("decoded value")
-            ax.legend(title="most changing", fontsize="small", loc="best")
+            # A narrow range has long tick labels: few ticks keep them apart.
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+            # Beside the Axes, never over the curves: with a few lines that
+            # peak anywhere, 'best' still covers some of them.
+            ax.legend(
+                title="most changing",
+                fontsize="small",
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+                borderaxespad=0.0,
+            )
         else:
             ax = single_axes(
                 ax,
@@ -181,10 +208,11 @@ class LatentTraversalDisplay:
             ax.set_xticks(range(n_total))
             ax.set_xticklabels(names, rotation=90, fontsize="small")
             ax.figure.colorbar(self.image_, ax=ax, label="decoded value")
+        label = f"z{self.dim}" + ("" if self.span is None else f"\n{self.span}")
         if kind == "lines":
-            ax.set_xlabel(f"z{self.dim}")
+            ax.set_xlabel(label)
         else:
-            ax.set_ylabel(f"z{self.dim}")
+            ax.set_ylabel(label)
             ax.set_xlabel("feature")
         ax.set_title(title)
         self.ax_ = ax
@@ -200,6 +228,9 @@ class LatentTraversalDisplay:
         *,
         dim=0,
         values=None,
+        span="data",
+        quantiles=(0.01, 0.99),
+        n_values=25,
         z0=None,
         kind="lines",
         n_features=6,
@@ -227,8 +258,22 @@ class LatentTraversalDisplay:
             The latent dimension that sweeps.
 
         values : array-like of shape (n_values,), default=None
-            Values of ``z[dim]``, increasing. None: 25 values from -3 to 3, the
-            bulk of the standard normal prior.
+            Values of ``z[dim]``, increasing. None: ``n_values`` values over
+            the range given by ``span``.
+
+        span : {'data', 'prior'}, default='data'
+            The range swept when ``values`` is None. 'data': between the
+            ``quantiles`` of ``z[dim]`` over the codes of ``X``, the range the
+            codes actually take (a dimension whose codes span +-0.2 is swept
+            over +-0.2, not extrapolated to +-3). 'prior': from -3 to 3, the
+            bulk of the standard normal prior. 'data' needs ``X``; without it
+            the prior range is used. The range is stated under the axis label.
+
+        quantiles : tuple of float, default=(0.01, 0.99)
+            Lower and upper quantile of the codes for ``span='data'``.
+
+        n_values : int, default=25
+            Number of values when ``values`` is None.
 
         z0 : array-like of shape (n_components,), default=None
             The code whose other dimensions stay fixed. None: the mean code of
@@ -260,15 +305,38 @@ class LatentTraversalDisplay:
         """
         from skvae.analysis import latent_traversal
 
+        if span not in ("data", "prior"):
+            raise ValueError(f"span must be 'data' or 'prior', got {span!r}.")
+        low_q, high_q = _check_quantiles(quantiles)
         vae, X_vae, names = unwrap_vae(estimator, X, caller="LatentTraversalDisplay")
-        if values is None:
-            values = np.linspace(-3.0, 3.0, 25)
-        values = np.asarray(values, dtype=np.float64)
-        if z0 is None:
-            if X_vae is None:
-                z0 = np.zeros(vae.n_components)
+        codes = None if X_vae is None else vae.transform(X_vae)
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)
+            span_text = None
+        else:
+            if (
+                isinstance(n_values, bool)
+                or not isinstance(n_values, Integral)
+                or n_values < 2
+            ):
+                raise ValueError(
+                    f"n_values must be an integer of at least 2, got {n_values!r}."
+                )
+            if span == "data" and codes is not None and 0 <= dim < codes.shape[1]:
+                low, high = np.quantile(codes[:, dim], [low_q, high_q])
+                if not high > low:
+                    # All codes equal (e.g. a collapsed dimension): a tiny
+                    # range around them, still within what the data show.
+                    low, high = low - 1e-3, high + 1e-3
+                values = np.linspace(low, high, n_values)
+                span_text = (
+                    f"{_ordinal(low_q)}-{_ordinal(high_q)} percentile of the codes of X"
+                )
             else:
-                z0 = vae.transform(X_vae).mean(axis=0)
+                values = np.linspace(-3.0, 3.0, n_values)
+                span_text = "-3 to 3, the prior's bulk"
+        if z0 is None:
+            z0 = np.zeros(vae.n_components) if codes is None else codes.mean(axis=0)
         decoded = latent_traversal(vae, z0=z0, dim=dim, values=values)
         display = cls(
             values=values,
@@ -276,5 +344,31 @@ class LatentTraversalDisplay:
             dim=dim,
             feature_names=names if feature_names is None else feature_names,
             estimator_name=name,
+            span=span_text,
         )
         return display.plot(ax=ax, kind=kind, n_features=n_features, **kwargs)
+
+
+def _check_quantiles(quantiles):
+    try:
+        low, high = (float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or not 0.0 <= low < high <= 1.0:
+        raise ValueError(
+            f"quantiles must be two numbers 0 <= low < high <= 1, got {quantiles!r}."
+        )
+    return low, high
+
+
+def _ordinal(q):
+    """0.01 -> '1st', 0.99 -> '99th', 0.025 -> '2.5th', 0 -> '0th'."""
+    value = round(100 * q, 6)
+    text = f"{value:g}"
+    if text.endswith("1") and not text.endswith("11"):
+        return text + "st"
+    if text.endswith("2") and not text.endswith("12"):
+        return text + "nd"
+    if text.endswith("3") and not text.endswith("13"):
+        return text + "rd"
+    return text + "th"
