@@ -548,3 +548,23 @@ def test_loss_curve_kl_axis_starts_at_zero_and_fits_overlays():
     bottom, top = disp.ax_[1].get_ylim()
     assert bottom == 0.0
     assert top >= 5.0
+
+
+def test_traversal_of_a_pipeline_decodes_into_its_input_space(pipeline, flows):
+    X, _ = flows
+    disp = LatentTraversalDisplay.from_estimator(pipeline, X, dim=0, n_values=5)
+    assert disp.input_space == "pipeline"
+    codes = np.tile(pipeline.transform(X).mean(axis=0), (5, 1))
+    codes[:, 0] = disp.values
+    np.testing.assert_allclose(
+        disp.decoded, pipeline.inverse_transform(codes), rtol=1e-5
+    )
+    assert disp.feature_names == list(X.columns)
+    disp = LatentTraversalDisplay.from_estimator(
+        pipeline, X, dim=0, n_values=5, input_space="vae"
+    )
+    assert disp.input_space == "vae"
+    np.testing.assert_allclose(
+        disp.decoded, pipeline[-1].inverse_transform(codes), rtol=1e-5
+    )
+    assert disp.ax_.get_ylabel() == "decoded value (VAE's input space)"

@@ -4,7 +4,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ._base import single_axes, unwrap_vae
+from ._base import resolve_steps, single_axes, unwrap_vae
 
 _KINDS = ("lines", "heatmap")
 
@@ -37,6 +37,10 @@ class LatentTraversalDisplay:
     span : str, default=None
         Where ``values`` come from, shown under the x-axis label, e.g.
         '1st-99th percentile of the codes of X'. None shows nothing.
+
+    input_space : {'pipeline', 'vae'} or None, default=None
+        For a display of a Pipeline, the space of ``decoded`` (see
+        :meth:`from_estimator`); 'vae' is said in the y-axis label.
 
     Attributes
     ----------
@@ -94,6 +98,7 @@ class LatentTraversalDisplay:
         feature_names=None,
         estimator_name=None,
         span=None,
+        input_space=None,
     ):
         self.values = values
         self.decoded = decoded
@@ -101,6 +106,7 @@ class LatentTraversalDisplay:
         self.feature_names = feature_names
         self.estimator_name = estimator_name
         self.span = span
+        self.input_space = input_space
 
     def plot(self, ax=None, *, kind="lines", n_features=6, name=None, **kwargs):
         """Plot the traversal.
@@ -172,7 +178,7 @@ class LatentTraversalDisplay:
                 ax.plot(values, decoded[:, j], label=names[j], **kwargs)[0]
                 for j in self.features_
             ]
-            ax.set_ylabel("decoded value")
+            ax.set_ylabel(self._value_label())
             # A narrow range has long tick labels: few ticks keep them apart.
             ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
             # Beside the Axes, never over the curves: with a few lines that
@@ -207,7 +213,7 @@ class LatentTraversalDisplay:
             self.image_ = ax.imshow(decoded, interpolation="nearest", **style)
             ax.set_xticks(range(n_total))
             ax.set_xticklabels(names, rotation=90, fontsize="small")
-            ax.figure.colorbar(self.image_, ax=ax, label="decoded value")
+            ax.figure.colorbar(self.image_, ax=ax, label=self._value_label())
         label = f"z{self.dim}" + ("" if self.span is None else f"\n{self.span}")
         if kind == "lines":
             ax.set_xlabel(label)
@@ -218,6 +224,11 @@ class LatentTraversalDisplay:
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
+
+    def _value_label(self):
+        if self.input_space == "vae":
+            return "decoded value (VAE's input space)"
+        return "decoded value"
 
     @classmethod
     def from_estimator(
@@ -237,6 +248,7 @@ class LatentTraversalDisplay:
         ax=None,
         name=None,
         feature_names=None,
+        input_space="pipeline",
         **kwargs,
     ):
         """Sweep one latent dimension of a fitted VAE and plot the decoded features.
@@ -292,8 +304,13 @@ class LatentTraversalDisplay:
             Name shown in the title.
 
         feature_names : array-like of str of shape (n_features,), default=None
-            Feature labels. None takes the VAE's ``feature_names_in_``, or the
-            output names of the Pipeline's steps before it, or ``x0, x1, ...``.
+            Feature labels. None takes the names of the features of
+            ``input_space`` (as :class:`JacobianDisplay` does).
+
+        input_space : {'pipeline', 'vae'}, default='pipeline'
+            For a Pipeline, as everywhere in :mod:`skvae.analysis`: decode
+            into the pipeline's input space (its ``inverse_transform``) or
+            into the VAE's own input space. Recorded in ``input_space``.
 
         **kwargs : dict
             Passed to ``ax.plot`` or ``ax.imshow``.
@@ -304,11 +321,13 @@ class LatentTraversalDisplay:
             The display, drawn.
         """
         from skvae.analysis import latent_traversal
+        from skvae.analysis._common import check_input_space, input_feature_names
 
+        check_input_space(input_space)
         if span not in ("data", "prior"):
             raise ValueError(f"span must be 'data' or 'prior', got {span!r}.")
         low_q, high_q = _check_quantiles(quantiles)
-        vae, X_vae, names = unwrap_vae(estimator, X, caller="LatentTraversalDisplay")
+        vae, X_vae, _ = unwrap_vae(estimator, X, caller="LatentTraversalDisplay")
         codes = None if X_vae is None else vae.transform(X_vae)
         if values is not None:
             values = np.asarray(values, dtype=np.float64)
@@ -337,14 +356,19 @@ class LatentTraversalDisplay:
                 span_text = "-3 to 3, the prior's bulk"
         if z0 is None:
             z0 = np.zeros(vae.n_components) if codes is None else codes.mean(axis=0)
-        decoded = latent_traversal(vae, z0=z0, dim=dim, values=values)
+        decoded = latent_traversal(
+            estimator, z0=z0, dim=dim, values=values, input_space=input_space
+        )
+        if feature_names is None:
+            feature_names = input_feature_names(estimator, input_space)
         display = cls(
             values=values,
             decoded=decoded,
             dim=dim,
-            feature_names=names if feature_names is None else feature_names,
+            feature_names=feature_names,
             estimator_name=name,
             span=span_text,
+            input_space=input_space if resolve_steps(estimator) else None,
         )
         return display.plot(ax=ax, kind=kind, n_features=n_features, **kwargs)
 
