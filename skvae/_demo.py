@@ -15,12 +15,13 @@ figures.
 import contextlib
 import math
 import sys
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ._progress import Progress
 
 DATASETS = ("flows", "digits", "breast_cancer")
 
@@ -284,45 +285,6 @@ def _pm(values, digits=3):
     return f"{mean:.{digits}f} \u00b1 {sd:.{digits}f}"
 
 
-class Progress:
-    """A tiny progress bar on a text stream: redrawn in place on a terminal,
-    one line per step otherwise (logs, pipes)."""
-
-    def __init__(self, total, *, stream=None, enabled=True, width=20):
-        self.total = total
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = enabled
-        self.width = width
-        self.done = 0
-        self._start = time.monotonic()
-        self._tty = enabled and getattr(self.stream, "isatty", lambda: False)()
-        self._last = 0
-
-    def step(self, note=""):
-        self.done += 1
-        if not self.enabled:
-            return
-        elapsed = time.monotonic() - self._start
-        filled = round(self.width * self.done / self.total)
-        bar = "#" * filled + "-" * (self.width - filled)
-        eta = elapsed / self.done * (self.total - self.done)
-        line = (
-            f"[{bar}] {self.done}/{self.total} fits, {elapsed:.0f} s "
-            f"(about {eta:.0f} s left)  {note}"
-        )
-        if self._tty:
-            self.stream.write("\r" + line.ljust(self._last))
-            self._last = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self):
-        if self._tty and self._last:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 @contextlib.contextmanager
 def torch_threads(n_threads):
     """Run the block with ``n_threads`` intra-op torch threads, then restore.
@@ -395,7 +357,7 @@ def _scoring(progress):
         for k, kl in enumerate(clustering["kl_per_dimension"]):
             result[f"kl_{k}"] = float(kl)
         params = estimator.get_params()
-        progress.step(
+        progress.update(
             f"recon_weight={format_weight(params['recon_weight'])}, "
             f"seed {params['random_state']}"
         )
@@ -449,7 +411,13 @@ def run_experiment(
         n_components=n_components, likelihood="bernoulli", max_iter=max_iter
     ).set_params(**(vae_params or {}))
     n_fits = len(recon_weights) * (n_seeds + int(refit))
-    bar = Progress(n_fits, stream=stream, enabled=progress)
+    bar = Progress(
+        n_fits,
+        unit="fit",
+        bar=True,
+        stream=sys.stderr if stream is None else stream,
+        enabled=progress,
+    )
     search = GridSearchCV(
         base,
         {"recon_weight": recon_weights, "random_state": seeds},
@@ -473,7 +441,7 @@ def run_experiment(
                     recon_weight=result.recon_weight, random_state=seeds[0]
                 )
                 result.model = model.fit(data.X)
-                bar.step(f"{result.name}, seed {seeds[0]}, all rows (figures)")
+                bar.update(f"{result.name}, seed {seeds[0]}, all rows (figures)")
         except TrainingInterruptedWarning as exc:
             raise KeyboardInterrupt from exc
         finally:

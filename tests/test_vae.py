@@ -317,8 +317,9 @@ def test_keyboard_interrupt_leaves_a_usable_model(gaussian_data, monkeypatch):
 def test_verbose_reports_reconstruction_and_kl(gaussian_data, capsys):
     _vae(max_iter=3, verbose=1).fit(gaussian_data)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3
-    assert re.match(r"Epoch 1: loss = .*, reconstruction = .*, kl = ", lines[0])
+    assert len(lines) == 4  # 3 epochs and the summary
+    assert re.match(r"Epoch 1/3  loss .*  reconstruction .*  KL ", lines[0])
+    assert lines[-1].startswith("Trained 3 epochs: stopped because ")
     _vae(max_iter=3, verbose=0).fit(gaussian_data)
     assert capsys.readouterr().out == ""
 
