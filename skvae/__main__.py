@@ -143,7 +143,8 @@ def build_parser():
         type=_positive_int,
         default=3,
         metavar="K",
-        help="latent dimensions (default: 3, as in the original post)",
+        help="latent dimensions, at most 10 and at most the number of features "
+        "(default: 3, as in the original post)",
     )
     output = demo.add_argument_group("output")
     output.add_argument(
@@ -211,6 +212,7 @@ def _run_demo(args):
         if args.label is not None and args.csv is None:
             raise _demo.DemoError("--label goes with --csv PATH")
         data = _demo.load_dataset(args.data, csv=args.csv, label=args.label)
+        _demo.check_experiment(data, args.n_components)
         out = _demo.prepare_out_dir(args.out)
     except _demo.DemoError as exc:
         print(f"skvae demo: error: {exc}", file=sys.stderr)
@@ -228,14 +230,22 @@ def _run_demo(args):
         flush=True,
     )
     with _demo.torch_threads(1):
-        results = _demo.run_experiment(
-            data,
-            recon_weights=args.recon_weights,
-            n_seeds=args.seeds,
-            max_iter=args.max_iter,
-            n_components=args.n_components,
-            progress=not args.quiet,
-        )
+        try:
+            results = _demo.run_experiment(
+                data,
+                recon_weights=args.recon_weights,
+                n_seeds=args.seeds,
+                max_iter=args.max_iter,
+                n_components=args.n_components,
+                progress=not args.quiet,
+            )
+        except ValueError as exc:
+            if "diverged" not in str(exc):
+                raise
+            # The data or the weights, not a bug: one line, as for bad input.
+            message = " ".join(str(exc).split())
+            print(f"skvae demo: error: {message}", file=sys.stderr)
+            return 2
         say()
         print(_demo.format_table(results, args.max_iter))
         print()

@@ -142,6 +142,12 @@ def _load_csv(path, label):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DemoError(f"could not read {str(path)!r} as CSV: {reason}") from e
+    except OSError as exc:
+        raise DemoError(f"could not read {str(path)!r}: {exc.strerror}") from exc
+    if len(frame) == 0:
+        raise DemoError(
+            f"{path.name} has a header ({_shorten(frame.columns)}) but no rows"
+        )
     if label not in frame.columns:
         raise DemoError(
             f"--label {label!r} is not a column of {path.name}; its columns are: "
@@ -219,6 +225,12 @@ def parse_recon_weights(text):
                 raise DemoError(
                     f"--recon-weights: {item!r} is neither a positive number nor "
                     "'auto' (example: --recon-weights 1,8,auto)"
+                )
+            if weight > MAX_RECON_WEIGHT:
+                raise DemoError(
+                    f"--recon-weights: {item} is too large: above "
+                    f"{MAX_RECON_WEIGHT:.0f} the weighted loss overflows training "
+                    "(auto is the number of features)"
                 )
         if weight not in weights:
             weights.append(weight)
@@ -784,15 +796,80 @@ def latent_pairs(results, reference):
 
 
 def prepare_out_dir(out):
-    """Create ``out`` (and parents) up front, so a bad path fails before fitting."""
+    """Create ``out`` (and parents) and write a file into it, up front, so that
+    a bad path fails before the first fit, not in the last savefig."""
+    import tempfile
+
+    shown = _shorten_path(out)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DemoError(f"--out {str(out)!r} exists and is not a directory")
     try:
+        if out.exists() and not out.is_dir():
+            raise DemoError(f"--out {shown} exists and is not a directory")
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DemoError(f"cannot create --out {str(out)!r}: {exc.strerror}") from exc
+        raise DemoError(f"cannot create --out {shown}: {exc.strerror or exc}") from exc
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".skvae-write-test-"):
+            pass
+        # The longest figure name must fit too.
+        longest = max(FIGURES.values(), key=len)
+        probe = out / longest
+        existed = probe.exists()
+        with open(probe, "ab"):
+            pass
+        if not existed:
+            probe.unlink()
+    except OSError as exc:
+        raise DemoError(
+            f"cannot write figures into --out {shown}: {exc.strerror or exc}; "
+            "choose another folder"
+        ) from exc
     return out
+
+
+def _shorten_path(path, limit=80):
+    text = str(path)
+    if len(text) > limit:
+        text = text[: limit // 2] + "..." + text[-limit // 2 :]
+    return repr(text)
+
+
+# The demo draws one panel per latent dimension in several figures.
+MAX_COMPONENTS = 10
+# Rows of each class: at least 3 to train on and 1 to score.
+MIN_ROWS_PER_CLASS = 4
+# Above this, recon_weight times a loss of tens of nats per row overflows the
+# float32 arithmetic of training.
+MAX_RECON_WEIGHT = 1e6
+
+
+def check_experiment(data, n_components):
+    """Refuse, with a one-line reason, what the demo cannot fit or draw."""
+    n_samples, n_features = data.X.shape
+    if n_components > n_features:
+        raise DemoError(
+            f"--n-components {n_components} is more than the {n_features} features "
+            f"of the data; use at most {min(n_features, MAX_COMPONENTS)}"
+        )
+    if n_components > MAX_COMPONENTS:
+        raise DemoError(
+            f"--n-components {n_components}: the demo draws one panel per latent "
+            f"dimension and takes at most {MAX_COMPONENTS}"
+        )
+    classes, counts = np.unique(data.y, return_counts=True)
+    if counts.min() < MIN_ROWS_PER_CLASS:
+        raise DemoError(
+            f"class {classes[counts.argmin()]!r} has {counts.min()} rows; the demo "
+            f"needs at least {MIN_ROWS_PER_CLASS} per class (it holds out "
+            f"{TEST_SIZE:.0%} of each class to score the codes)"
+        )
+    n_test = math.ceil(TEST_SIZE * n_samples)
+    if n_test <= classes.size:
+        raise DemoError(
+            f"{n_samples} rows are too few for {classes.size} classes: the "
+            f"{n_test} held-out rows must outnumber the classes for the silhouette; "
+            f"use at least {math.ceil((classes.size + 1) / TEST_SIZE)} rows"
+        )
 
 
 def write_figures(results, data, out):

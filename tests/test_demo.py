@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,6 +234,113 @@ def test_empty_csv(capsys, tmp_path):
 def test_bad_arguments(capsys, argv, message):
     result = run(capsys, "demo", *argv)
     assert message in _one_line_error(*result)
+
+
+@pytest.fixture
+def no_fit(monkeypatch):
+    """Fail the test if the demo starts fitting: bad input is refused first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the demo started fitting before refusing its input")
+
+    monkeypatch.setattr(_demo, "run_experiment", refuse)
+
+
+def _csv(tmp_path, n_per_class, n_features=3, n_classes=2):
+    rng = np.random.RandomState(0)
+    n = n_per_class * n_classes
+    frame = {f"f{j}": rng.uniform(size=n) for j in range(n_features)}
+    lines = [",".join([*frame, "y"])]
+    for i in range(n):
+        lines.append(
+            ",".join([*(f"{frame[c][i]:.6f}" for c in frame), f"c{i % n_classes}"])
+        )
+    path = tmp_path / "small.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "n_per_class, n_classes, message",
+    [
+        (1, 2, "has a single row"),
+        (3, 2, "class 'c0' has 3 rows; the demo needs at least 4 per class"),
+        (
+            4,
+            5,
+            "20 rows are too few for 5 classes: the 5 held-out rows must outnumber "
+            "the classes for the silhouette; use at least 24 rows",
+        ),
+    ],
+)
+def test_too_few_rows_per_class(
+    capsys, tmp_path, no_fit, n_per_class, n_classes, message
+):
+    path = _csv(tmp_path, n_per_class, n_classes=n_classes)
+    result = run(
+        capsys,
+        "demo",
+        "--csv",
+        path,
+        "--label",
+        "y",
+        "--n-components",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert message in _one_line_error(*result)
+
+
+def test_n_components_refused_before_fitting(capsys, tmp_path, no_fit):
+    result = run(capsys, "demo", "--n-components", "150", "--out", str(tmp_path))
+    assert (
+        "--n-components 150 is more than the 48 features of the data; use at most 10"
+        in _one_line_error(*result)
+    )
+    result = run(capsys, "demo", "--n-components", "11", "--out", str(tmp_path))
+    assert "draws one panel per latent dimension and takes at most 10" in (
+        _one_line_error(*result)
+    )
+
+
+def test_huge_recon_weight_is_refused(capsys):
+    result = run(capsys, "demo", "--recon-weights", "1,1e308")
+    assert "argument --recon-weights: 1e308 is too large: above 1000000" in (
+        _one_line_error(*result)
+    )
+
+
+def test_divergence_is_one_line(capsys, tmp_path, monkeypatch):
+    def diverge(*args, **kwargs):
+        raise ValueError(
+            "Training diverged at epoch 1: the loss is not finite\n(nan). Lower it."
+        )
+
+    monkeypatch.setattr(_demo, "run_experiment", diverge)
+    result = run(capsys, "demo", *TINY, "--out", str(tmp_path))
+    assert "Training diverged at epoch 1: the loss is not finite (nan)" in (
+        _one_line_error(*result)
+    )
+
+
+def test_header_without_rows(capsys, tmp_path, no_fit):
+    path = tmp_path / "header.csv"
+    path.write_text("a,b,y\n")
+    result = run(capsys, "demo", "--csv", str(path), "--label", "y")
+    assert "header.csv has a header (a, b, y) but no rows" in _one_line_error(*result)
+
+
+def test_unwritable_or_too_long_out_fails_before_fitting(capsys, tmp_path, no_fit):
+    long = tmp_path / ("x" * 300)
+    result = run(capsys, "demo", "--out", str(long))
+    error = _one_line_error(*result)
+    assert "cannot create --out" in error and "File name too long" in error
+    assert len(error) < 200  # the path is shortened
+    if not Path("/proc/self").is_dir():
+        return  # Linux only: a directory nobody may write into, even root
+    result = run(capsys, "demo", "--out", "/proc/self")
+    assert "cannot write figures into --out '/proc/self'" in _one_line_error(*result)
 
 
 def test_out_is_a_file(capsys, tmp_path):
