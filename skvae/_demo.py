@@ -939,9 +939,8 @@ def write_figures(results, data, out):
         LatentDistributionDisplay(
             Z=Z, y=data.y, kl_per_dimension=result.model.kl_per_dimension_
         ).plot(ax=axes[row], name=result.name, bins=bins)
-        if ridge or row > 0:
-            for ax in axes[row]:
-                ax.tick_params(axis="x", labelbottom=True)
+    for ax in axes.ravel():  # shared bins, but every row readable on its own
+        ax.tick_params(axis="x", labelbottom=True)
     fig.suptitle(
         "Distribution of each latent dimension per class, same bins"
         + ("; one row per class, each scaled to its peak" if ridge else "")

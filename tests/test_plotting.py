@@ -481,6 +481,9 @@ def test_legends_sit_beside_the_data(vae, scaled):
     assert not _overlaps(disp.ax_.get_legend(), disp.ax_)
     disp = LatentDistributionDisplay.from_estimator(vae, X, y)
     assert not any(_overlaps(disp.ax_[-1].get_legend(), ax) for ax in disp.ax_)
+    disp = LossCurveDisplay.from_estimator(vae, name="m")
+    assert disp.ax_[0].get_legend() is None  # one legend for both panels
+    assert not any(_overlaps(disp.ax_[1].get_legend(), ax) for ax in disp.ax_)
 
 
 def test_figures_name_latent_dimensions_as_get_feature_names_out(vae, scaled):
