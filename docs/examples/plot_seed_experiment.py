@@ -90,17 +90,23 @@ plt.show()
 # %%
 # The latent space
 # ----------------
-# the original post's "standard" and "weighted" charts side by side, on the same
+# The original post's "standard" and "weighted" charts side by side, on the same
 # scale. The collapsed model puts every flow at the origin; the weighted one
 # spreads them out and the two classes apart. The axis labels give each
 # dimension's mean KL divergence: a dimension below 0.01 nats is inactive.
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), layout="constrained")
+# Both panels draw the same two dimensions, the weighted model's two most
+# informative (largest KL), so that they compare like with like.
+fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.5), layout="constrained")
 codes = {name: vae.transform(X) for name, vae in models.items()}
 limit = max(np.abs(Z).max() for Z in codes.values()) * 1.05
+weighted = list(models.values())[-1]
+dims = tuple(int(d) for d in np.argsort(-weighted.kl_per_dimension_)[:2])
 for ax, (name, vae) in zip(axes, models.items(), strict=True):
     LatentSpaceDisplay(
         Z=codes[name], y=labels, kl_per_dimension=vae.kl_per_dimension_
-    ).plot(ax=ax, name=name)
+    ).plot(ax=ax, name=name, dims=dims)
+    if ax is axes[0]:
+        ax.get_legend().remove()  # one legend for both
     ax.set(xlim=(-limit, limit), ylim=(-limit, limit))
 plt.show()
 
