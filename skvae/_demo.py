@@ -10,6 +10,15 @@ input. Weighting the reconstruction term by the number of features
 This module loads a data set, grid-searches ``recon_weight`` x seeds with the
 latent silhouette as score, summarises each ``recon_weight`` and draws the
 figures.
+
+"Informative" is more than "active": on the held-out rows, a fit's codes are
+informative when at least one latent dimension is active (mean KL above 0.01
+nats), their total KL is at least ``MIN_TOTAL_KL`` (0.1 nats), and decoding
+them reconstructs the rows better than the collapsed model (every row decoded
+as the training rows' mean) by more than that total KL, i.e. the held-out ELBO
+beats the collapsed model's. The verdict says the latent space is informative
+only when every seed's is (see :func:`informative` and the user guide's page
+on posterior collapse).
 """
 
 import contextlib
