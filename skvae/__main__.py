@@ -13,7 +13,7 @@ from skvae import __version__
 DESCRIPTION = "skvae: a scikit-learn compatible variational autoencoder on PyTorch."
 
 DEMO_DESCRIPTION = """\
-Reproduce the experiment of the seed post "Variational Autoencoders" (Ke He):
+Reproduce the experiment of the blog post "Variational Autoencoders" by Ke He:
 a VAE with a Bernoulli (binary cross-entropy) likelihood and 3 latent
 dimensions, trained with the reconstruction term averaged over features
 (recon_weight=1) collapses onto its prior, and weighting that term by the
@@ -23,13 +23,16 @@ GridSearchCV fits VAETransformer(n_components, likelihood='bernoulli') for every
 recon weight and seed on 75% of the rows and scores the latent codes of the
 other 25% with the silhouette. The demo prints, per recon weight, the
 silhouette (mean +- sd over seeds), the KL divergence per latent dimension, the
-number of active dimensions and the reconstruction error, then a verdict, and
-writes figures (latent space, latent distributions, training curves, encoder
+number of active dimensions, the reconstruction error and in how many seeds
+the codes are informative (an active dimension, a total KL of at least 0.1
+nats, and a held-out reconstruction better than the collapsed model's by more
+than that KL), then a verdict that follows from those numbers, and writes
+figures (latent space, latent distributions, training curves, encoder
 Jacobian, decoder sensitivity, latent traversal) into --out.
 
 The default data are the bundled synthetic network flows (755 rows, 48
-features, benign vs Slowloris), preprocessed as the seed post did: negatives to
-0, then min-max scaling. Nothing is ever downloaded."""
+features, benign vs Slowloris), preprocessed as the original post did: negatives
+to 0, then min-max scaling. Nothing is ever downloaded."""
 
 DEMO_EPILOG = """\
 examples:
@@ -90,7 +93,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
-        help="reproduce the seed post: posterior collapse vs a weighted "
+        help="reproduce the original post: posterior collapse vs a weighted "
         "reconstruction term, with figures",
         description=DEMO_DESCRIPTION,
         epilog=DEMO_EPILOG,
@@ -143,7 +146,8 @@ def build_parser():
         type=_positive_int,
         default=3,
         metavar="K",
-        help="latent dimensions (default: 3, as in the seed post)",
+        help="latent dimensions, at most 10 and at most the number of features "
+        "(default: 3, as in the original post)",
     )
     output = demo.add_argument_group("output")
     output.add_argument(
@@ -211,6 +215,7 @@ def _run_demo(args):
         if args.label is not None and args.csv is None:
             raise _demo.DemoError("--label goes with --csv PATH")
         data = _demo.load_dataset(args.data, csv=args.csv, label=args.label)
+        _demo.check_experiment(data, args.n_components)
         out = _demo.prepare_out_dir(args.out)
     except _demo.DemoError as exc:
         print(f"skvae demo: error: {exc}", file=sys.stderr)
@@ -228,14 +233,22 @@ def _run_demo(args):
         flush=True,
     )
     with _demo.torch_threads(1):
-        results = _demo.run_experiment(
-            data,
-            recon_weights=args.recon_weights,
-            n_seeds=args.seeds,
-            max_iter=args.max_iter,
-            n_components=args.n_components,
-            progress=not args.quiet,
-        )
+        try:
+            results = _demo.run_experiment(
+                data,
+                recon_weights=args.recon_weights,
+                n_seeds=args.seeds,
+                max_iter=args.max_iter,
+                n_components=args.n_components,
+                progress=not args.quiet,
+            )
+        except ValueError as exc:
+            if "diverged" not in str(exc):
+                raise
+            # The data or the weights, not a bug: one line, as for bad input.
+            message = " ".join(str(exc).split())
+            print(f"skvae demo: error: {message}", file=sys.stderr)
+            return 2
         say()
         print(_demo.format_table(results, args.max_iter))
         print()

@@ -9,7 +9,6 @@ Why each piece is there, and what it gained: ``benchmarks/README.md``.
 """
 
 import copy
-import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from ._losses import (
     negative_log_likelihood_and_grad,
 )
 from ._modules import ACTIVATIONS, VAEModule
+from ._progress import Progress, epoch_note
 
 # A training step of fewer floating-point operations than this runs on one CPU
 # thread: its time is per-operation overhead (about 5 us for each of ~50
@@ -478,10 +478,12 @@ def fit_loop(
     status = "max_iter"
     step = make_train_step(module, optimizer, objective)
     threads = training_threads(module, batch_size, X.device)
+    progress = Progress(
+        max_epochs, unit="epoch", enabled=bool(verbose), start=history.n_epochs
+    )
     try:
         for _ in range(max_epochs):
             epoch = history.n_epochs
-            tic = time.perf_counter()
             with torch_threads(threads):
                 loss, recon, kl = run_single_epoch(
                     module,
@@ -502,17 +504,11 @@ def fit_loop(
             history.loss.append(loss)
             history.reconstruction.append(recon)
             history.kl.append(kl)
-            message = (
-                f"Epoch {epoch + 1}: loss = {loss:.6g}, reconstruction = {recon:.6g},"
-                f" kl = {kl:.6g}"
-            )
+            score = None
             if X_val is not None:
                 score = validation_score(module, objective, X_val, score_eps)
                 history.validation_scores.append(score)
-                message += f", validation elbo = {score:.6g}"
-            if verbose:
-                elapsed = time.perf_counter() - tic
-                print(f"{message} ({elapsed:.3f} s)", flush=True)
+            progress.update(epoch_note(loss, recon, kl, score))
 
             if objective.in_warmup(epoch):
                 continue
@@ -531,17 +527,12 @@ def fit_loop(
                     history.no_improvement_count = 0
                 history.best_loss = min(history.best_loss, loss)
             if check_convergence and history.no_improvement_count > n_iter_no_change:
-                what = "Validation score" if X_val is not None else "Training loss"
-                if verbose:
-                    print(
-                        f"{what} did not improve more than tol={tol} for "
-                        f"{n_iter_no_change} consecutive epochs. Stopping.",
-                        flush=True,
-                    )
                 status = "converged"
                 break
     except KeyboardInterrupt:
         status = "interrupted"
+    finally:
+        progress.close()
     if best_state is not None:
         module.load_state_dict(best_state)
     return status

@@ -173,8 +173,11 @@ default='gaussian'
         loads on CPU.
 
     verbose : int, default=0
-        Whether to print one line per epoch with the loss, the reconstruction
-        term and the KL term (plain lines, no progress bar).
+        Whether to show progress: epoch i/max_iter, the loss, the
+        reconstruction and KL terms, the time per epoch and the time left, as
+        a live tqdm bar on a terminal when tqdm is installed, otherwise one
+        aligned line per epoch; then a one-line summary (epochs, why training
+        stopped, active units). The same display as ``skvae demo``'s.
 
     Attributes
     ----------
@@ -441,6 +444,22 @@ default='gaussian'
         finally:
             self.module_.eval()
         self._set_fitted_attributes(X)
+        if self.verbose and not incremental:
+            from ._progress import fit_summary, stop_reason
+
+            reason = stop_reason(
+                status,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                early_stopping=self.early_stopping,
+            )
+            print(
+                fit_summary(
+                    self.n_iter_, reason, self.active_units_, self.n_components
+                ),
+                flush=True,
+            )
         # Warnings point at the caller of fit: _fit <- fit <- _fit_context <- user.
         if status == "interrupted":
             warnings.warn(
@@ -701,6 +720,21 @@ default='gaussian'
     @property
     def _n_features_out(self):
         return self.n_components
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the latent dimensions: ``z0, z1, ...``.
+
+        The names the figures of :mod:`skvae.plotting` and the tables of
+        :mod:`skvae.analysis` use too. ``input_features`` is checked as
+        scikit-learn's transformers check it, and otherwise unused.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects of shape (n_components,)
+        """
+        # The mixin validates input_features; only its class-name prefix goes.
+        super().get_feature_names_out(input_features)
+        return np.asarray([f"z{k}" for k in range(self._n_features_out)], dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

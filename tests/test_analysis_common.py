@@ -173,3 +173,138 @@ def test_pandas_output_of_the_steps_is_handled(raw_data):
 
     assert isinstance(pipe.transform(X), pd.DataFrame)
     assert_array_equal(encoder_jacobian(pipe, X), J)
+
+
+# ------------------------------------------------ one rule for every function
+
+
+@pytest.fixture(scope="module")
+def flows_pipe():
+    from skvae.datasets import flows_preprocessor, make_flows
+
+    X, _ = make_flows(n_samples=150, random_state=0)
+    pipe = _fit(make_pipeline(flows_preprocessor(), _vae(activation="tanh")), X)
+    return pipe, X
+
+
+def test_encoder_jacobian_through_flows_preprocessor(flows_pipe):
+    pipe, X = flows_pipe
+    points = X[:20]
+    J = encoder_jacobian(pipe, points)
+    step = 1e-6 * (np.abs(X).max(axis=0) + 1e-3)
+    reference = central_difference(pipe.transform, points, step)
+    # Away from the kinks (0 for the clip, the training range for the scaler),
+    # where a central difference straddles two slopes, the chain rule holds.
+    scaler = pipe[0][-1]
+    scaled = np.maximum(points, 0) * scaler.scale_ + scaler.min_
+    smooth = (np.abs(points) > 2 * step) & (scaled > 1e-6) & (scaled < 1 - 1e-6)
+    assert smooth.sum() > 200
+    error = np.abs(J - reference).transpose(0, 2, 1)[smooth]
+    assert error.max() / np.abs(J).max() < 1e-5
+    # Below zero the clip holds the value: no derivative. At zero (counts)
+    # the slope from above.
+    negative = points < -2 * step
+    assert negative.any()
+    assert np.all(J.transpose(0, 2, 1)[negative] == 0)
+    zero = (points == 0) & (scaled > 1e-6)
+    J_vae = encoder_jacobian(pipe[-1], pipe[:-1].transform(points))
+    np.testing.assert_allclose(
+        J.transpose(0, 2, 1)[zero],
+        (J_vae * scaler.scale_).transpose(0, 2, 1)[zero],
+        rtol=1e-12,
+    )
+
+
+def test_decoder_derivatives_through_flows_preprocessor(flows_pipe):
+    pipe, X = flows_pipe
+    Z = pipe.transform(X[:10])
+    D = decoder_jacobian(pipe, Z)
+    # The clip has no inverse function: Pipeline.inverse_transform passes the
+    # values through it, so only the scaler's inverse scales the derivative.
+    step = np.full(Z.shape[1], 1e-6)
+    reference = central_difference(pipe.inverse_transform, Z, step)
+    assert np.max(np.abs(D - reference)) / np.max(np.abs(D)) < 1e-5
+    D_fd = decoder_finite_differences(pipe, Z, step=1e-5)
+    np.testing.assert_allclose(D_fd, D, rtol=1e-3, atol=1e-6 * np.abs(D).max())
+
+
+def test_displays_follow_the_same_rule_as_the_functions(flows_pipe):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skvae.plotting import JacobianDisplay
+
+    pipe, X = flows_pipe
+    disp = JacobianDisplay.from_estimator(pipe, X)
+    assert disp.input_space == "pipeline"
+    np.testing.assert_allclose(
+        disp.jacobian, encoder_jacobian(pipe, X).mean(axis=0), rtol=1e-6
+    )
+    disp = JacobianDisplay.from_estimator(pipe, X, input_space="vae")
+    assert disp.input_space == "vae"
+    assert "the VAE's own input space" in disp.ax_.get_xlabel()
+    np.testing.assert_allclose(
+        disp.jacobian,
+        encoder_jacobian(pipe[-1], pipe[:-1].transform(X)).mean(axis=0),
+        rtol=1e-6,
+    )
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def log_pipe(raw_data):
+    X = np.abs(raw_data)
+    pipe = _fit(make_pipeline(FunctionTransformer(np.log1p), MinMaxScaler(), _vae()), X)
+    return pipe, X
+
+
+def test_a_step_without_a_known_derivative_is_refused_alike(log_pipe):
+    pytest.importorskip("pandas")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from skvae.plotting import JacobianDisplay
+
+    pipe, X = log_pipe
+    Z = pipe.transform(X[:5])
+    message = (
+        r"Cannot differentiate through the pipeline step "
+        r"FunctionTransformer\(func=<ufunc 'log1p'>\).*input_space='vae'"
+    )
+    calls = [
+        lambda **kw: encoder_jacobian(pipe, X, **kw),
+        lambda **kw: latent_feature_importance(pipe, X, **kw),
+        lambda **kw: decoder_jacobian(pipe, Z, **kw),
+        lambda **kw: decoder_finite_differences(pipe, Z, **kw),
+        lambda **kw: JacobianDisplay.from_estimator(pipe, X, **kw),
+        lambda **kw: JacobianDisplay.from_estimator(pipe, X, side="decoder", **kw),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=message):
+            call()
+    # In the VAE's own space every one of them works, on the VAE's features.
+    X_vae = pipe[:-1].transform(X)
+    assert_allclose(
+        encoder_jacobian(pipe, X, input_space="vae"),
+        encoder_jacobian(pipe[-1], X_vae),
+    )
+    table = latent_feature_importance(pipe, X, input_space="vae")
+    assert table.attrs["input_space"] == "vae"
+    assert latent_feature_importance(pipe[-1], X_vae).attrs["input_space"] == (
+        "pipeline"
+    )
+    assert_allclose(
+        decoder_jacobian(pipe, Z, input_space="vae"), decoder_jacobian(pipe[-1], Z)
+    )
+    disp = JacobianDisplay.from_estimator(pipe, X, side="decoder", input_space="vae")
+    assert disp.input_space == "vae"
+    for call in calls:
+        with pytest.raises(ValueError, match="input_space must be 'pipeline' or"):
+            call(input_space="raw")
+    plt.close("all")

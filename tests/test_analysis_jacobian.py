@@ -148,8 +148,8 @@ def test_latent_feature_importance_summarises_the_jacobian():
         "sign_agreement",
     ]
     assert len(table) == 2 * 5
-    assert list(table["component"].unique()) == ["vaetransformer0", "vaetransformer1"]
-    for k, component in enumerate(["vaetransformer0", "vaetransformer1"]):
+    assert list(table["component"].unique()) == ["z0", "z1"]
+    for k, component in enumerate(["z0", "z1"]):
         rows = table[table["component"] == component]
         for _, row in rows.iterrows():
             j = "abcde".index(row["feature"])

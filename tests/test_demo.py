@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,6 +236,113 @@ def test_bad_arguments(capsys, argv, message):
     assert message in _one_line_error(*result)
 
 
+@pytest.fixture
+def no_fit(monkeypatch):
+    """Fail the test if the demo starts fitting: bad input is refused first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the demo started fitting before refusing its input")
+
+    monkeypatch.setattr(_demo, "run_experiment", refuse)
+
+
+def _csv(tmp_path, n_per_class, n_features=3, n_classes=2):
+    rng = np.random.RandomState(0)
+    n = n_per_class * n_classes
+    frame = {f"f{j}": rng.uniform(size=n) for j in range(n_features)}
+    lines = [",".join([*frame, "y"])]
+    for i in range(n):
+        lines.append(
+            ",".join([*(f"{frame[c][i]:.6f}" for c in frame), f"c{i % n_classes}"])
+        )
+    path = tmp_path / "small.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "n_per_class, n_classes, message",
+    [
+        (1, 2, "has a single row"),
+        (3, 2, "class 'c0' has 3 rows; the demo needs at least 4 per class"),
+        (
+            4,
+            5,
+            "20 rows are too few for 5 classes: the 5 held-out rows must outnumber "
+            "the classes for the silhouette; use at least 24 rows",
+        ),
+    ],
+)
+def test_too_few_rows_per_class(
+    capsys, tmp_path, no_fit, n_per_class, n_classes, message
+):
+    path = _csv(tmp_path, n_per_class, n_classes=n_classes)
+    result = run(
+        capsys,
+        "demo",
+        "--csv",
+        path,
+        "--label",
+        "y",
+        "--n-components",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert message in _one_line_error(*result)
+
+
+def test_n_components_refused_before_fitting(capsys, tmp_path, no_fit):
+    result = run(capsys, "demo", "--n-components", "150", "--out", str(tmp_path))
+    assert (
+        "--n-components 150 is more than the 48 features of the data; use at most 10"
+        in _one_line_error(*result)
+    )
+    result = run(capsys, "demo", "--n-components", "11", "--out", str(tmp_path))
+    assert "draws one panel per latent dimension and takes at most 10" in (
+        _one_line_error(*result)
+    )
+
+
+def test_huge_recon_weight_is_refused(capsys):
+    result = run(capsys, "demo", "--recon-weights", "1,1e308")
+    assert "argument --recon-weights: 1e308 is too large: above 1000000" in (
+        _one_line_error(*result)
+    )
+
+
+def test_divergence_is_one_line(capsys, tmp_path, monkeypatch):
+    def diverge(*args, **kwargs):
+        raise ValueError(
+            "Training diverged at epoch 1: the loss is not finite\n(nan). Lower it."
+        )
+
+    monkeypatch.setattr(_demo, "run_experiment", diverge)
+    result = run(capsys, "demo", *TINY, "--out", str(tmp_path))
+    assert "Training diverged at epoch 1: the loss is not finite (nan)" in (
+        _one_line_error(*result)
+    )
+
+
+def test_header_without_rows(capsys, tmp_path, no_fit):
+    path = tmp_path / "header.csv"
+    path.write_text("a,b,y\n")
+    result = run(capsys, "demo", "--csv", str(path), "--label", "y")
+    assert "header.csv has a header (a, b, y) but no rows" in _one_line_error(*result)
+
+
+def test_unwritable_or_too_long_out_fails_before_fitting(capsys, tmp_path, no_fit):
+    long = tmp_path / ("x" * 300)
+    result = run(capsys, "demo", "--out", str(long))
+    error = _one_line_error(*result)
+    assert "cannot create --out" in error and "File name too long" in error
+    assert len(error) < 200  # the path is shortened
+    if not Path("/proc/self").is_dir():
+        return  # Linux only: a directory nobody may write into, even root
+    result = run(capsys, "demo", "--out", "/proc/self")
+    assert "cannot write figures into --out '/proc/self'" in _one_line_error(*result)
+
+
 def test_out_is_a_file(capsys, tmp_path):
     target = tmp_path / "taken"
     target.write_text("")
@@ -283,7 +391,7 @@ def test_parse_recon_weights():
         _demo.parse_recon_weights("inf")
 
 
-def _result(weight, silhouette, active_units, kl):
+def _result(weight, silhouette, active_units, kl, reconstruction=12.0, collapsed=14.0):
     n = len(silhouette)
     return _demo.SettingResult(
         recon_weight=weight,
@@ -293,8 +401,9 @@ def _result(weight, silhouette, active_units, kl):
         silhouette_active=np.array(silhouette),
         active_units=np.array(active_units),
         kl_per_dimension=np.tile(kl, (n, 1)),
-        reconstruction=np.full(n, 12.0),
+        reconstruction=np.full(n, reconstruction),
         n_iter=np.resize([50, 60, 200], n),
+        collapsed_reconstruction=collapsed,
     )
 
 
@@ -303,22 +412,73 @@ def test_verdict_when_the_effect_shows():
     weighted = _result("auto", [0.6, 0.62, 0.58], [3, 2, 3], [0.9, 0.05, 0.02])
     text = _demo.verdict([plain, weighted])
     assert "recon_weight=1: posterior collapse in 3 of 3 seeds" in text
-    assert "recon_weight=auto (48): 2.7 active dimensions" in text
-    assert "Verdict: as in the seed post" in text
+    assert (
+        "recon_weight=auto (48): 2-3 of 3 active dimensions (3 in 2 of 3 seeds), "
+        "total KL 0.97 nats, held-out reconstruction 2.00 nats per row better "
+        "than the collapsed model's" in text
+    )
+    assert "informative in all 3 seeds" in text
+    assert "Verdict: as in the original post" in text
     assert "silhouette 0.60 against 0.00" in text
+
+
+def test_barely_active_codes_are_not_informative():
+    # What --data breast_cancer gave: every dimension just above 0.01 nats, a
+    # total KL of 0.08 nats, and a held-out reconstruction worse than the
+    # collapsed model's (16.01 vs 15.88 nats). Not informative, whatever the
+    # silhouette.
+    plain = _result(1.0, [0.11] * 5, [0] * 5, [0.0] * 3, 15.88, 15.88)
+    weighted = _result("auto", [0.46] * 5, [3] * 5, [0.033, 0.029, 0.022], 16.01, 15.88)
+    assert not weighted.informative.any()
+    assert _demo.informative_failures(weighted, 0) == [
+        "total KL 0.08 < 0.1 nats",
+        "reconstruction 0.13 nats worse than the collapsed model's",
+    ]
+    text = _demo.verdict([plain, weighted])
+    assert "keeps the latent space informative" not in text
+    assert "did not fully show" in text
+    assert "informative in only 0 of 5 seeds" in text
+    assert "3 of 3 active dimensions in all 5 seeds" in text
+    assert "at least" not in text
+
+
+def test_informative_needs_the_gain_to_exceed_the_kl():
+    # Enough KL, but the reconstruction it buys (0.5 nats) is less than the
+    # code costs (1 nat): the held-out ELBO is worse than the collapsed one.
+    result = _result("auto", [0.5], [2], [0.6, 0.4], 13.5, 14.0)
+    assert not result.informative[0]
+    assert _demo.informative_failures(result, 0) == [
+        "reconstruction gain 0.50 nats over the collapsed model, not more than "
+        "its total KL 1.00 nats"
+    ]
+    assert _demo.informative(_result("auto", [0.5], [2], [0.6, 0.4], 12.9, 14.0))[0]
+
+
+def test_collapsed_reconstruction_is_the_training_mean_on_the_test_rows():
+    rng = np.random.RandomState(0)
+    X = rng.uniform(size=(40, 3))
+    y = np.repeat(["a", "b"], 20)
+    train, test = next(_demo._split().split(X, y))
+    p = X[train].mean(axis=0)
+    expected = -np.mean(
+        (X[test] * np.log(p) + (1 - X[test]) * np.log(1 - p)).sum(axis=1)
+    )
+    assert _demo.collapsed_reconstruction(X, y) == pytest.approx(expected, rel=1e-12)
 
 
 def test_verdict_says_what_failed():
     plain = _result(1.0, [0.3, 0.35, 0.25], [0, 1, 0], [0.2, 0.0, 0.0])
-    weighted = _result("auto", [0.35, 0.4, 0.3], [1, 1, 1], [0.9, 0.0, 0.0])
+    weighted = _result(
+        "auto", [0.35, 0.4, 0.3], [1, 1, 1], [0.9, 0.0, 0.0], reconstruction=13.5
+    )
     text = _demo.verdict([plain, weighted])
     assert "did not fully show" in text
     assert "recon_weight=1 kept active dimensions in some seeds" in text
-    assert "recon_weight=auto had fewer than 2 active dimensions in some" in text
+    assert "recon_weight=auto (48) are informative in only 0 of 3 seeds" in text
     assert (
         "(48)'s silhouette is only +0.05 above recon_weight=1's (needs > 0.1)" in text
     )
-    assert "but collapsed in 2 of 3 seeds" in text
+    assert "collapsed in 2 of 3 seeds" in text
 
 
 def test_verdict_needs_every_seed_apart():
@@ -332,16 +492,18 @@ def test_verdict_needs_every_seed_apart():
     # A collapsed setting's silhouette is noise: a wide spread there is no
     # reason to doubt a separation that holds in every seed.
     plain = _result(1.0, [0.31, 0.05, 0.17, 0.28, -0.11], [0] * 5, [0.0] * 3)
-    weighted = _result("auto", [0.42, 0.41, 0.44, 0.42, 0.44], [3] * 5, [0.9] * 3)
-    assert "Verdict: as in the seed post" in _demo.verdict([plain, weighted])
+    weighted = _result(
+        "auto", [0.42, 0.41, 0.44, 0.42, 0.44], [3] * 5, [0.9] * 3, reconstruction=10
+    )
+    assert "Verdict: as in the original post" in _demo.verdict([plain, weighted])
 
 
 def test_verdict_with_one_latent_dimension():
     plain = _result(1.0, [0.0, 0.01, 0.02], [0, 0, 0], [0.0])
     weighted = _result("auto", [0.5, 0.52, 0.55], [1, 1, 1], [0.8])
     text = _demo.verdict([plain, weighted])
-    assert "(at least 1 in 3 of 3 seeds)" in text
-    assert "Verdict: as in the seed post" in text
+    assert "1 of 1 active dimensions in all 3 seeds" in text
+    assert "Verdict: as in the original post" in text
 
 
 def test_format_table():
@@ -364,6 +526,9 @@ def test_format_table():
         "12.00",
         "\u00b1",
         "0.00",
+        "0",
+        "of",
+        "3",
         "103",
         "(1",
         "hit",
@@ -372,3 +537,23 @@ def test_format_table():
     assert lines[3].startswith("auto (48)")
     assert "2.7 (2-3)" in lines[3]
     assert "0.900  0.050  0.020" in lines[3]
+
+
+def test_latent_space_pairs_are_the_same_in_every_row():
+    class Model:
+        def __init__(self, kl):
+            self.kl_per_dimension_ = np.asarray(kl)
+            self.n_components = len(kl)
+
+    plain = _result(1.0, [0.0], [0], [0.0] * 3)
+    weighted = _result("auto", [0.6], [3], [0.9, 0.05, 0.02])
+    plain.model, weighted.model = Model([0.0, 0.0, 0.0]), Model([0.02, 0.9, 0.05])
+    pairs, text = _demo.latent_pairs([plain, weighted], weighted)
+    # Index order, whatever the KL of either model: the columns line up.
+    assert pairs == [(0, 1), (0, 2), (1, 2)]
+    assert text == "in index order"
+    weighted.model = Model([0.02, 0.9, 0.05, 0.0, 0.4])
+    plain.model = Model([0.0] * 5)
+    pairs, text = _demo.latent_pairs([plain, weighted], weighted)
+    assert pairs == [(1, 2), (1, 4), (2, 4)]
+    assert text == "the 3 with the largest KL at recon_weight=auto (48)"

@@ -213,6 +213,31 @@ def test_latent_distribution_from_estimator(vae, scaled):
     assert disp.bin_edges_[1][-1] == pytest.approx(Z[:, 1].max())
 
 
+def test_latent_distribution_ridge_beyond_a_few_classes():
+    rng = np.random.RandomState(0)
+    y = np.repeat(np.arange(10), 30)
+    Z = rng.normal(size=(300, 2)) + y[:, np.newaxis] * 0.3
+    disp = LatentDistributionDisplay(Z=Z, y=y).plot()
+    assert disp.layout_ == "ridge"
+    assert all(ax.get_legend() is None for ax in disp.ax_)  # classes on the y-axis
+    labels = [t.get_text() for t in disp.ax_[0].get_yticklabels()]
+    assert labels == [str(c) for c in range(10)]
+    # Row c holds class c's density, scaled to 0.9 of a row, above baseline c.
+    counts, _ = np.histogram(Z[y == 3, 1], bins=disp.bin_edges_[1], density=True)
+    np.testing.assert_allclose(disp.heights_[1][3], counts)
+    tops = disp.patches_[1][3].get_data().values
+    np.testing.assert_allclose(tops, 3 + 0.9 * counts / counts.max())
+    assert disp.ax_[0].get_ylim()[1] >= 10
+    # A few classes stay overlaid, as before.
+    few = LatentDistributionDisplay(Z=Z[y < 3], y=y[y < 3]).plot()
+    assert few.layout_ == "overlay"
+    assert LatentDistributionDisplay(Z=Z, y=y).plot(layout="overlay").layout_ == (
+        "overlay"
+    )
+    with pytest.raises(ValueError, match="layout must be"):
+        LatentDistributionDisplay(Z=Z, y=y).plot(layout="stacked")
+
+
 def test_latent_distribution_shared_bin_edges():
     Z = np.column_stack([np.zeros(10), np.linspace(-2, 2, 10)])
     edges = np.linspace(-3, 3, 7)
@@ -324,7 +349,16 @@ def test_decoder_sensitivity_bars(vae, scaled):
     assert len(disp.bars_) == 3
     heights = [bar.get_height() for bar in disp.bars_[2]]
     np.testing.assert_allclose(heights, disp.jacobian[2])
-    assert disp.ax_[0].get_title() == "Decoder sensitivity: mean dx\u0302/dz"
+    # One scale for every dimension, so that bar heights compare.
+    limits = {ax.get_ylim() for ax in disp.ax_}
+    assert len(limits) == 1
+    ((bottom, top),) = limits
+    assert bottom == -top and top >= np.abs(disp.jacobian).max()
+    own = JacobianDisplay(jacobian=disp.jacobian).plot(kind="bars", sharey=False)
+    assert own.ax_[0].get_title().endswith("each panel on its own scale")
+    assert disp.ax_[0].get_title() == (
+        "Decoder sensitivity: mean dx\u0302/dz, same scale in every panel"
+    )
     assert disp.ax_[1].get_ylabel() == "z1\ndx\u0302/dz"
     # The decoder's features are its outputs, not the encoder's inputs.
     assert disp.ax_[-1].get_xlabel() == "reconstructed feature"
@@ -373,7 +407,9 @@ def test_jacobian_bad_arguments(vae, scaled):
 
 def test_latent_traversal_lines(vae, scaled):
     X, _ = scaled
-    disp = LatentTraversalDisplay.from_estimator(vae, X, dim=2, n_features=4)
+    disp = LatentTraversalDisplay.from_estimator(
+        vae, X, dim=2, n_features=4, span="prior"
+    )
     np.testing.assert_allclose(disp.values, np.linspace(-3, 3, 25))
     assert disp.decoded.shape == (25, N_FEATURES)
     # Each row decodes the mean code of X with z2 replaced by the value.
@@ -386,9 +422,85 @@ def test_latent_traversal_lines(vae, scaled):
     assert list(spread[disp.features_]) == sorted(spread, reverse=True)[:4]
     legend = [t.get_text() for t in disp.ax_.get_legend().get_texts()]
     assert legend == [FLOW_FEATURE_NAMES[j] for j in disp.features_]
-    assert disp.ax_.get_xlabel() == "z2"
+    assert disp.ax_.get_xlabel() == "z2\n-3 to 3, the prior's bulk"
     assert disp.ax_.get_ylabel() == "decoded value"
     assert disp.ax_.get_title() == "Traversal of z2"
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2])
+def test_latent_traversal_sweeps_the_range_of_the_codes(vae, scaled, dim):
+    X, _ = scaled
+    disp = LatentTraversalDisplay.from_estimator(vae, X, dim=dim)
+    codes = vae.transform(X)[:, dim]
+    low, high = np.quantile(codes, [0.01, 0.99])
+    assert disp.values[0] == pytest.approx(low)
+    assert disp.values[-1] == pytest.approx(high)
+    assert disp.values.size == 25
+    assert np.all(np.diff(disp.values) > 0)
+    # Never an extrapolation beyond what the codes reach.
+    assert codes.min() <= disp.values.min() and disp.values.max() <= codes.max()
+    assert disp.ax_.get_xlabel() == (
+        f"{vae.get_feature_names_out()[dim]}\n1st-99th percentile of the codes of X"
+    )
+    disp = LatentTraversalDisplay.from_estimator(
+        vae, X, dim=dim, quantiles=(0.1, 0.9), n_values=5
+    )
+    np.testing.assert_allclose(
+        disp.values, np.linspace(*np.quantile(codes, [0.1, 0.9]), 5)
+    )
+    assert "10th-90th percentile" in disp.ax_.get_xlabel()
+    # Without X there are no codes: the prior's range, and it says so.
+    disp = LatentTraversalDisplay.from_estimator(vae, dim=dim)
+    assert disp.values[0] == -3.0 and disp.values[-1] == 3.0
+    assert "prior" in disp.ax_.get_xlabel()
+
+
+def test_latent_traversal_bad_span_arguments(vae, scaled):
+    X, _ = scaled
+    with pytest.raises(ValueError, match="span must be 'data' or 'prior'"):
+        LatentTraversalDisplay.from_estimator(vae, X, span="codes")
+    with pytest.raises(ValueError, match="quantiles must be two numbers"):
+        LatentTraversalDisplay.from_estimator(vae, X, quantiles=(0.9, 0.1))
+    with pytest.raises(ValueError, match="n_values must be an integer"):
+        LatentTraversalDisplay.from_estimator(vae, X, n_values=1)
+
+
+def _overlaps(artist, ax):
+    """Whether the drawn legend ``artist`` overlaps the data area of ``ax``."""
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    legend = artist.get_window_extent(renderer)
+    return legend.overlaps(ax.get_window_extent(renderer))
+
+
+def test_legends_sit_beside_the_data(vae, scaled):
+    X, y = scaled
+    disp = LatentTraversalDisplay.from_estimator(vae, X, dim=1)
+    assert not _overlaps(disp.ax_.get_legend(), disp.ax_)
+    disp = LatentSpaceDisplay.from_estimator(vae, X, y)
+    assert not _overlaps(disp.ax_.get_legend(), disp.ax_)
+    disp = LatentDistributionDisplay.from_estimator(vae, X, y)
+    assert not any(_overlaps(disp.ax_[-1].get_legend(), ax) for ax in disp.ax_)
+    disp = LossCurveDisplay.from_estimator(vae, name="m")
+    assert disp.ax_[0].get_legend() is None  # one legend for both panels
+    assert not any(_overlaps(disp.ax_[1].get_legend(), ax) for ax in disp.ax_)
+
+
+def test_figures_name_latent_dimensions_as_get_feature_names_out(vae, scaled):
+    X, y = scaled
+    names = list(vae.get_feature_names_out())
+    assert names == ["z0", "z1", "z2"]
+    disp = LatentSpaceDisplay.from_estimator(vae, X, y, dims=(1, 2))
+    assert disp.ax_.get_xlabel().split()[0] == names[1]
+    assert disp.ax_.get_ylabel().split()[0] == names[2]
+    disp = JacobianDisplay.from_estimator(vae, X)
+    assert [t.get_text() for t in disp.ax_.get_yticklabels()] == names
+    disp = LatentDistributionDisplay.from_estimator(vae, X, y)
+    assert [ax.get_title().split()[0] for ax in disp.ax_] == names
+    from skvae.analysis import latent_feature_importance
+
+    table = latent_feature_importance(vae, X)
+    assert sorted(table["component"].unique()) == names
 
 
 def test_latent_traversal_heatmap_from_the_origin(vae):
@@ -439,3 +551,23 @@ def test_loss_curve_kl_axis_starts_at_zero_and_fits_overlays():
     bottom, top = disp.ax_[1].get_ylim()
     assert bottom == 0.0
     assert top >= 5.0
+
+
+def test_traversal_of_a_pipeline_decodes_into_its_input_space(pipeline, flows):
+    X, _ = flows
+    disp = LatentTraversalDisplay.from_estimator(pipeline, X, dim=0, n_values=5)
+    assert disp.input_space == "pipeline"
+    codes = np.tile(pipeline.transform(X).mean(axis=0), (5, 1))
+    codes[:, 0] = disp.values
+    np.testing.assert_allclose(
+        disp.decoded, pipeline.inverse_transform(codes), rtol=1e-5
+    )
+    assert disp.feature_names == list(X.columns)
+    disp = LatentTraversalDisplay.from_estimator(
+        pipeline, X, dim=0, n_values=5, input_space="vae"
+    )
+    assert disp.input_space == "vae"
+    np.testing.assert_allclose(
+        disp.decoded, pipeline[-1].inverse_transform(codes), rtol=1e-5
+    )
+    assert disp.ax_.get_ylabel() == "decoded value (VAE's input space)"

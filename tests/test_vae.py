@@ -77,11 +77,7 @@ def test_pandas_in_and_out(gaussian_data):
     np.testing.assert_array_equal(vae.feature_names_in_, df.columns)
     out = vae.transform(df)
     assert isinstance(out, pd.DataFrame)
-    assert list(out.columns) == [
-        "vaetransformer0",
-        "vaetransformer1",
-        "vaetransformer2",
-    ]
+    assert list(out.columns) == ["z0", "z1", "z2"]
     assert list(vae.get_feature_names_out()) == list(out.columns)
     with pytest.warns(UserWarning, match="feature names"):
         vae.transform(gaussian_data)
@@ -323,8 +319,9 @@ def test_keyboard_interrupt_leaves_a_usable_model(gaussian_data, monkeypatch):
 def test_verbose_reports_reconstruction_and_kl(gaussian_data, capsys):
     _vae(max_iter=3, verbose=1).fit(gaussian_data)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3
-    assert re.match(r"Epoch 1: loss = .*, reconstruction = .*, kl = ", lines[0])
+    assert len(lines) == 4  # 3 epochs and the summary
+    assert re.match(r"Epoch 1/3  loss .*  reconstruction .*  KL ", lines[0])
+    assert lines[-1].startswith("Trained 3 epochs: stopped because ")
     _vae(max_iter=3, verbose=0).fit(gaussian_data)
     assert capsys.readouterr().out == ""
 

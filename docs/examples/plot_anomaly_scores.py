@@ -115,7 +115,16 @@ for ax, name in zip(axes[:2], list(models)[:2], strict=True):
     ax.legend(title="test flows")
 for name, score in scores.items():
     RocCurveDisplay.from_predictions(y_test, score, name=name, ax=axes[2])
-axes[2].set_title("Finding Slowloris among unseen flows")
+# Short axis labels, and the legend under the Axes: inside, its four long
+# names cover the curves.
+axes[2].set(
+    xlabel="false positive rate",
+    ylabel="true positive rate (Slowloris)",
+    title="Finding Slowloris among unseen flows",
+)
+axes[2].legend(
+    loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize="small", frameon=False
+)
 plt.show()
 
 # %%

@@ -3,7 +3,7 @@
 What each latent dimension means: Jacobians and traversals
 =============================================================
 
-Two views of a fitted VAE, as in the seed post:
+Two views of a fitted VAE, as in the original post:
 
 - the **encoder** side: which input features raise or lower each latent
   dimension, the Jacobian of the posterior mean with respect to the input
@@ -78,7 +78,7 @@ print(table[columns].round(3).to_string(index=False))
 # -------------------------
 # The other direction: the derivative of each reconstructed feature with
 # respect to each latent dimension, by central finite differences at the
-# codes of the flows, one bar chart per dimension.
+# codes of the flows, one bar chart per dimension, all on the same scale.
 fig, axes = plt.subplots(3, 1, figsize=(11, 6.5), sharex=True, layout="constrained")
 JacobianDisplay.from_estimator(vae, X, side="decoder", kind="bars", ax=axes)
 plt.show()
@@ -86,11 +86,13 @@ plt.show()
 # %%
 # Latent traversals
 # -----------------
-# Derivatives are local. A traversal sweeps one dimension from -3 to 3 (the
-# bulk of the standard normal prior) with the others held at the mean code of
-# the data, and plots the decoded features that change most. A collapsed
-# dimension would change nothing.
-fig, axes = plt.subplots(1, 3, figsize=(12, 4), layout="constrained")
+# Derivatives are local. A traversal sweeps one dimension over the range its
+# codes take on the data (from the 1st to the 99th percentile, as the axis
+# says) with the others held at the mean code of the data, and plots the
+# decoded features that change most. A collapsed dimension would change
+# nothing; ``span="prior"`` sweeps -3 to 3, the bulk of the standard normal
+# prior, instead, an extrapolation for a dimension whose codes stay narrow.
+fig, axes = plt.subplots(1, 3, figsize=(15, 4), layout="constrained")
 for dim, ax in enumerate(axes):
     LatentTraversalDisplay.from_estimator(vae, X, dim=dim, ax=ax, n_features=4)
 plt.show()

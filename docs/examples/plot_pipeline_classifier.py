@@ -118,11 +118,10 @@ Z_pca = PCA(2).fit_transform(scaled)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)
     model = vae(2).fit(scaled)
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
 LatentSpaceDisplay(Z=Z_pca, y=y).plot(ax=axes[0], name="PCA")
 LatentSpaceDisplay(Z=model.transform(scaled), y=y).plot(ax=axes[1], name="VAE")
-for ax in axes:
-    ax.legend(title="digit", ncols=2, fontsize="small", markerscale=2)
+axes[0].get_legend().remove()  # the same colours: one legend, beside the maps
 plt.show()
 
 # %%

@@ -3,7 +3,8 @@
 Posterior collapse and the reconstruction weight
 =====================================================
 
-The experiment of the blog post this project grew from: a variational
+The experiment of the blog post this project grew from, "Variational
+Autoencoders" by Ke He (below, "the original post"): a variational
 autoencoder with a Bernoulli (binary cross-entropy) likelihood and three latent
 dimensions, trained on network flows of two classes, benign traffic and the
 Slowloris denial-of-service attack.
@@ -47,10 +48,10 @@ if os.environ.get("SKVAE_DOCS_QUICK") == "1":
 # %%
 # The data
 # --------
-# :func:`~skvae.datasets.make_flows` simulates the 755 flows of the seed's
-# capture, 150 of them Slowloris, described by the 48 statistics of a flow
-# extractor. :func:`~skvae.datasets.flows_preprocessor` does what the seed
-# did: negative values to 0, then min-max scaling into [0, 1], the support of
+# :func:`~skvae.datasets.make_flows` simulates the 755 flows of the original
+# post's capture, 150 of them Slowloris, described by the 48 statistics of a flow
+# extractor. :func:`~skvae.datasets.flows_preprocessor` does what the original
+# post did: negative values to 0, then min-max scaling into [0, 1], the support of
 # a Bernoulli likelihood.
 X_raw, y = make_flows(random_state=0)
 X = flows_preprocessor().fit_transform(X_raw)
@@ -61,7 +62,7 @@ print(pd.Series(labels).value_counts())
 # %%
 # Two models, one difference
 # --------------------------
-# Both have three latent dimensions, as in the seed post, and the same seed.
+# Both have three latent dimensions, as in the original post, and the same seed.
 # Only ``recon_weight`` differs. The collapsed model warns after ``fit``.
 models = {}
 for recon_weight in [1, "auto"]:
@@ -94,22 +95,28 @@ plt.show()
 # %%
 # The latent space
 # ----------------
-# The seed post's "standard" and "weighted" charts side by side, on the same
+# The original post's "standard" and "weighted" charts side by side, on the same
 # scale. The collapsed model puts every flow at the origin; the weighted one
 # spreads them out and the two classes apart. The axis labels give each
 # dimension's mean KL divergence: a dimension below 0.01 nats is inactive.
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), layout="constrained")
+# Both panels draw the same two dimensions, the weighted model's two most
+# informative (largest KL), so that they compare like with like.
+fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.5), layout="constrained")
 codes = {name: vae.transform(X) for name, vae in models.items()}
 limit = max(np.abs(Z).max() for Z in codes.values()) * 1.05
+weighted = list(models.values())[-1]
+dims = tuple(int(d) for d in np.argsort(-weighted.kl_per_dimension_)[:2])
 for ax, (name, vae) in zip(axes, models.items(), strict=True):
     LatentSpaceDisplay(
         Z=codes[name], y=labels, kl_per_dimension=vae.kl_per_dimension_
-    ).plot(ax=ax, name=name)
+    ).plot(ax=ax, name=name, dims=dims)
+    if ax is axes[0]:
+        ax.get_legend().remove()  # one legend for both
     ax.set(xlim=(-limit, limit), ylim=(-limit, limit))
 plt.show()
 
 # %%
-# Per latent dimension, the seed post's second pair of charts. Under collapse
+# Per latent dimension, the original post's second pair of charts. Under collapse
 # all three dimensions show the same spike at zero for both classes. In the
 # weighted model, a dimension with a large KL divergence spreads the flows out
 # and sets the Slowloris flows apart, while one whose KL is near the 0.01-nat

@@ -1,4 +1,4 @@
-"""The order of the gallery: the seed experiment first, then what a user does next.
+"""The order of the gallery: the original experiment first, then what users do next.
 
 sphinx-gallery takes the sort key as an importable name (a class defined in
 conf.py would make the configuration unpicklable, a warning); conf.py puts this

@@ -3,9 +3,24 @@
 A function of :mod:`skvae.analysis` takes a fitted ``VAETransformer`` or a
 ``Pipeline`` whose last step is one. The steps before the VAE map the caller's
 features into the VAE's own input space; derivatives with respect to the
-caller's features need the derivative of those steps too. Here that is known
-for the element-wise affine scalers only, which are also the steps one puts in
-front of a VAE in practice.
+caller's features need the derivative of those steps too.
+
+One rule for every analysis function and Display, chosen by ``input_space``:
+
+- ``'pipeline'`` (the default): derivatives, traversals and feature names are
+  those of the pipeline's input. The chain rule goes through the steps whose
+  derivative is known: the element-wise affine scalers (``StandardScaler``,
+  ``MinMaxScaler`` with or without ``clip``, ``MaxAbsScaler``,
+  ``RobustScaler``), 'passthrough', and the clip-at-zero
+  ``FunctionTransformer`` of :func:`skvae.datasets.flows_preprocessor`
+  (piecewise linear: derivative 1 at and above zero, 0 below). Any other step
+  raises the same ValueError, which names the step and the way out.
+- ``'vae'``: everything in the VAE's own input space, after the steps: ``X``
+  is passed through them, the derivatives are with respect to (or of) the
+  features the VAE sees, and any step is accepted.
+
+The Displays and :func:`~skvae.analysis.latent_feature_importance` record the
+choice (``input_space`` attribute, ``DataFrame.attrs['input_space']``).
 """
 
 from numbers import Integral
@@ -13,6 +28,7 @@ from numbers import Integral
 import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
+    FunctionTransformer,
     MaxAbsScaler,
     MinMaxScaler,
     RobustScaler,
@@ -29,7 +45,20 @@ DEFAULT_BATCH_SIZE = 4096
 # not say otherwise (16 MiB in float32, 32 MiB in float64).
 CHUNK_VALUES = 2**22
 
-_SUPPORTED_STEPS = "StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler"
+_SUPPORTED_STEPS = (
+    "StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, skvae's "
+    "clip-at-zero FunctionTransformer (flows_preprocessor)"
+)
+INPUT_SPACES = ("pipeline", "vae")
+
+
+def check_input_space(input_space):
+    """``input_space`` if it is 'pipeline' or 'vae'; a ValueError otherwise."""
+    if not isinstance(input_space, str) or input_space not in INPUT_SPACES:
+        raise ValueError(
+            f"input_space must be 'pipeline' or 'vae', got {input_space!r}."
+        )
+    return input_space
 
 
 def resolve_vae(estimator):
@@ -82,17 +111,20 @@ def _flatten_steps(steps):
     return flat
 
 
-def to_vae_input(estimator, X, *, derivative=False):
+def to_vae_input(estimator, X, *, derivative=False, input_space="pipeline"):
     """``X`` mapped into the VAE's input space and validated against the VAE.
 
     Returns ``(vae, X_vae, dX_vae_dX)``: ``X_vae`` is a float32 or float64 array;
-    ``dX_vae_dX`` is None unless ``derivative`` is True and there are steps
-    before the VAE. Every supported step maps each feature on its own, so its
-    Jacobian is diagonal: ``dX_vae_dX`` is that diagonal, of shape
-    ``(n_samples, n_features)``, or ``(n_features,)`` when it does not depend
-    on ``X``. A step that is not supported raises a ValueError naming it.
+    ``dX_vae_dX`` is None unless ``derivative`` is True, ``input_space`` is
+    'pipeline' and there are steps before the VAE. Every supported step maps
+    each feature on its own, so its Jacobian is diagonal: ``dX_vae_dX`` is that
+    diagonal, of shape ``(n_samples, n_features)``, or ``(n_features,)`` when
+    it does not depend on ``X``. A step that is not supported raises a
+    ValueError naming it (for 'pipeline' only).
     """
+    check_input_space(input_space)
     vae, steps = resolve_vae(estimator)
+    derivative = derivative and input_space == "pipeline"
     if derivative:
         for step in steps:
             _check_supported(step)
@@ -108,13 +140,17 @@ def to_vae_input(estimator, X, *, derivative=False):
     return vae, X, dX
 
 
-def output_derivative(steps):
+def output_derivative(steps, input_space="pipeline"):
     """Derivative of the inverse of ``steps``: from the VAE's space back to X's.
 
     The inverses of the supported steps are affine (clipping happens in the
-    forward direction only), so this is a constant ``(n_features,)`` vector,
-    or None for no steps.
+    forward direction only; the clip-at-zero FunctionTransformer has no
+    inverse function, so its inverse is the identity, as in
+    ``Pipeline.inverse_transform``), so this is a constant ``(n_features,)``
+    vector, or None for no steps or ``input_space='vae'``.
     """
+    if check_input_space(input_space) == "vae":
+        return None
     derivative = None
     for step in steps:
         _check_supported(step)
@@ -123,20 +159,33 @@ def output_derivative(steps):
     return derivative
 
 
+def _is_clip_negative(step):
+    """Whether ``step`` is the clip-at-zero step of ``flows_preprocessor``."""
+    if not isinstance(step, FunctionTransformer):
+        return False
+    from ..datasets._flows import _clip_negative
+
+    return step.func is _clip_negative and step.inverse_func is None
+
+
 def _check_supported(step):
-    if not isinstance(
-        step, StandardScaler | MinMaxScaler | MaxAbsScaler | RobustScaler
+    if not (
+        isinstance(step, StandardScaler | MinMaxScaler | MaxAbsScaler | RobustScaler)
+        or _is_clip_negative(step)
     ):
         raise ValueError(
             f"Cannot differentiate through the pipeline step {step!r}: derivatives "
-            f"are known for {_SUPPORTED_STEPS} and 'passthrough' only. Work in the "
-            "VAE's own input space instead: pass the VAE (pipeline[-1]) and data "
-            "already transformed by the steps before it (pipeline[:-1].transform(X))."
+            f"are known for {_SUPPORTED_STEPS} and 'passthrough' only. Pass "
+            "input_space='vae' to work in the VAE's own input space (the "
+            "features after the steps), or pass the VAE (pipeline[-1]) and "
+            "pipeline[:-1].transform(X)."
         )
 
 
 def _linear_factor(step):
     """``dX_out / dX_in`` of a supported scaler, ignoring MinMaxScaler's clip."""
+    if _is_clip_negative(step):
+        return np.ones(step.n_features_in_)
     scale = getattr(step, "scale_", None)
     if scale is None:
         # StandardScaler(with_std=False), RobustScaler(with_scaling=False).
@@ -149,6 +198,11 @@ def _linear_factor(step):
 
 def _step_derivative(step, X):
     _check_supported(step)
+    if _is_clip_negative(step):
+        # max(x, 0): slope 1 at and above zero (zero counts do move the code
+        # when they grow), 0 below, where every value maps to 0.
+        X = check_array(X, dtype=[np.float64, np.float32])
+        return (X >= 0).astype(X.dtype)
     factor = _linear_factor(step)
     if isinstance(step, MinMaxScaler) and step.clip:
         # Clipped values do not move with the input. At the edge of the range
@@ -160,6 +214,34 @@ def _step_derivative(step, X):
         inside = (unclipped >= low) & (unclipped <= high)
         return factor * inside
     return factor
+
+
+def input_feature_names(estimator, input_space="pipeline"):
+    """Names of the features that ``input_space`` refers to, as strings.
+
+    'pipeline': the pipeline's (or the VAE's) ``feature_names_in_``, else
+    ``x0, x1, ...``. 'vae': the VAE's ``feature_names_in_``, else the output
+    names of the steps before it, else ``x0, x1, ...``.
+    """
+    vae, steps = resolve_vae(estimator)
+    if check_input_space(input_space) == "pipeline" or not steps:
+        names = getattr(estimator, "feature_names_in_", None)
+        if names is not None:
+            return [str(name) for name in names]
+        n_in = getattr(estimator, "n_features_in_", vae.n_features_in_)
+        return [f"x{i}" for i in range(n_in)]
+    if hasattr(vae, "feature_names_in_"):
+        return [str(name) for name in vae.feature_names_in_]
+    names = None
+    try:
+        # Chained as Pipeline.get_feature_names_out does.
+        for step in steps:
+            names = step.get_feature_names_out(names)
+    except (AttributeError, ValueError, TypeError):
+        names = None
+    if names is not None and len(names) == vae.n_features_in_:
+        return [str(name) for name in names]
+    return [f"x{i}" for i in range(vae.n_features_in_)]
 
 
 def check_codes(vae, Z, name="Z"):

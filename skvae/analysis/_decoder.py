@@ -11,6 +11,7 @@ from .._vae import to_tensor
 from ._common import (
     check_batch_size,
     check_codes,
+    check_input_space,
     chunks,
     module_and_device,
     output_derivative,
@@ -20,7 +21,9 @@ from ._common import (
 _METHODS = ("forward", "central")
 
 
-def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_size=None):
+def decoder_finite_differences(
+    vae, Z, *, step=1e-3, method="central", batch_size=None, input_space="pipeline"
+):
     """Finite-difference derivatives of the decoder mean at latent codes ``Z``.
 
     For every latent dimension ``i``, with ``e_i`` its unit vector and ``f``
@@ -42,7 +45,9 @@ def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_siz
         is one: the output is then mapped back to the pipeline's input space,
         as ``Pipeline.inverse_transform`` does, through steps that must be
         ``StandardScaler``, ``MinMaxScaler``, ``MaxAbsScaler``,
-        ``RobustScaler`` or 'passthrough'.
+        ``RobustScaler``, 'passthrough' or the clip-at-zero step of
+        :func:`skvae.datasets.flows_preprocessor` (whose inverse is the
+        identity), unless ``input_space='vae'``.
 
     Z : array-like of shape (n_samples, n_components)
         Latent codes, e.g. the output of ``transform``.
@@ -58,6 +63,11 @@ def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_siz
         codes (``n_components + 1`` or ``2 * n_components`` per code). None
         means up to 4096, fewer when the decoder's output for a chunk would
         exceed 2**22 values.
+
+    input_space : {'pipeline', 'vae'}, default='pipeline'
+        For a Pipeline: the derivative of the output mapped back through the
+        steps (the pipeline's input space), or of the VAE's own output
+        (any step is then accepted). No effect for a VAETransformer.
 
     Returns
     -------
@@ -103,7 +113,7 @@ def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_siz
     ):
         raise ValueError(f"step must be a positive finite number, got {step!r}.")
     vae_, steps, Z = _check_decoder_input(vae, Z)
-    factor = output_derivative(steps)
+    factor = output_derivative(steps, input_space)
     n_samples, n_components = Z.shape
     n_points = n_components + 1 if method == "forward" else 2 * n_components
     n_features = vae_.n_features_in_
@@ -136,7 +146,7 @@ def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_siz
     return _scale_rows(D, factor)
 
 
-def decoder_jacobian(vae, Z, *, batch_size=None):
+def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
     """Jacobian of the decoder mean at latent codes ``Z``, by autograd.
 
     The exact counterpart of :func:`decoder_finite_differences`, computed by
@@ -157,6 +167,11 @@ def decoder_jacobian(vae, Z, *, batch_size=None):
     batch_size : int, default=None
         Codes per chunk. None means up to 4096, fewer when a chunk's
         Jacobian would exceed 2**22 values.
+
+    input_space : {'pipeline', 'vae'}, default='pipeline'
+        For a Pipeline: the derivative of the output mapped back through the
+        steps (the pipeline's input space), or of the VAE's own output
+        (any step is then accepted). No effect for a VAETransformer.
 
     Returns
     -------
@@ -182,7 +197,7 @@ def decoder_jacobian(vae, Z, *, batch_size=None):
     (3, 5, 2)
     """
     vae_, steps, Z = _check_decoder_input(vae, Z)
-    factor = output_derivative(steps)
+    factor = output_derivative(steps, input_space)
     likelihood = vae_.likelihood
     J = _forward_jacobian(
         vae_,
@@ -255,11 +270,11 @@ def latent_coupling(vae, Z, *, batch_size=None):
     return (total / Z.shape[0]).astype(Z.dtype)
 
 
-def latent_traversal(vae, z0=None, dim=0, values=None):
+def latent_traversal(vae, z0=None, dim=0, values=None, *, input_space="pipeline"):
     """Decode codes that sweep one latent dimension while the others stay put.
 
     Row ``r`` of the result is ``inverse_transform(z)`` with ``z = z0`` except
-    ``z[dim] = values[r]``: the seed post's "change each dimension and observe
+    ``z[dim] = values[r]``: the original post's "change each dimension and observe
     the output".
 
     Parameters
@@ -277,6 +292,10 @@ def latent_traversal(vae, z0=None, dim=0, values=None):
     values : array-like of shape (n_values,), default=None
         The values it takes. None means ``np.linspace(-3, 3, 7)``, three
         prior standard deviations either side of zero.
+
+    input_space : {'pipeline', 'vae'}, default='pipeline'
+        For a Pipeline: decode with the pipeline's ``inverse_transform``
+        (back through its steps) or with the VAE's own.
 
     Returns
     -------
@@ -302,6 +321,8 @@ def latent_traversal(vae, z0=None, dim=0, values=None):
     """
     estimator = vae
     vae_, _ = resolve_vae(estimator)
+    if check_input_space(input_space) == "vae":
+        estimator = vae_
     n_components = vae_.n_components
     if z0 is None:
         z0 = np.zeros(n_components)

@@ -8,7 +8,9 @@ import torch
 from .._vae import to_tensor
 from ._common import (
     check_batch_size,
+    check_input_space,
     chunks,
+    input_feature_names,
     module_and_device,
     to_vae_input,
 )
@@ -24,7 +26,7 @@ _COLUMNS = [
 ]
 
 
-def encoder_jacobian(vae, X, *, batch_size=None):
+def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
     """Jacobian of the posterior mean with respect to the input, per sample.
 
     ``J[n, k, j]`` is the derivative of latent dimension ``k`` of
@@ -40,7 +42,9 @@ def encoder_jacobian(vae, X, *, batch_size=None):
         is one. The derivative is then taken with respect to the pipeline's
         input, by the chain rule through the steps before the VAE; these must
         be ``StandardScaler``, ``MinMaxScaler``, ``MaxAbsScaler``,
-        ``RobustScaler`` or 'passthrough' (a ValueError says so otherwise).
+        ``RobustScaler``, 'passthrough' or the clip-at-zero step of
+        :func:`skvae.datasets.flows_preprocessor` (a ValueError says so
+        otherwise), unless ``input_space='vae'``.
 
     X : array-like of shape (n_samples, n_features)
         Points at which to differentiate.
@@ -48,6 +52,12 @@ def encoder_jacobian(vae, X, *, batch_size=None):
     batch_size : int, default=None
         Rows per chunk; bounds the memory of the computation besides the
         result. None means 4096.
+
+    input_space : {'pipeline', 'vae'}, default='pipeline'
+        For a Pipeline: differentiate with respect to the pipeline's input
+        (through its steps), or with respect to the VAE's own input, the
+        features after the steps (any step is then accepted). No effect for
+        a VAETransformer.
 
     Returns
     -------
@@ -95,13 +105,15 @@ def encoder_jacobian(vae, X, *, batch_size=None):
     >>> J.dtype
     dtype('float64')
     """
-    _, J, blocks = _jacobian_blocks(vae, X, batch_size, full=True)
+    _, J, blocks = _jacobian_blocks(
+        vae, X, batch_size, full=True, input_space=input_space
+    )
     for _ in blocks:
         pass
     return J
 
 
-def _jacobian_blocks(estimator, X, batch_size, full=False):
+def _jacobian_blocks(estimator, X, batch_size, full=False, input_space="pipeline"):
     """The VAE, an output array and a generator of ``(rows, J[rows])``.
 
     With ``full``, the output holds the whole ``(n_samples, n_components,
@@ -110,7 +122,9 @@ def _jacobian_blocks(estimator, X, batch_size, full=False):
     each block is valid until the next.
     """
     batch_size = check_batch_size(batch_size)
-    vae, X_vae, dX = to_vae_input(estimator, X, derivative=True)
+    vae, X_vae, dX = to_vae_input(
+        estimator, X, derivative=True, input_space=input_space
+    )
     # The supported steps keep the number of features.
     shape = (X_vae.shape[0], vae.n_components, X_vae.shape[1])
     if dX is not None:
@@ -152,7 +166,9 @@ def _encoder_jacobian_chunk(module, x, out):
             out[:, k] = gradient.cpu().numpy()
 
 
-def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
+def latent_feature_importance(
+    vae, X, *, n_top=None, batch_size=None, input_space="pipeline"
+):
     """Rank the input features that raise and that lower each latent dimension.
 
     A readable summary of :func:`encoder_jacobian` over the samples ``X``:
@@ -176,6 +192,10 @@ def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
     batch_size : int, default=None
         Rows per chunk, as in :func:`encoder_jacobian`.
 
+    input_space : {'pipeline', 'vae'}, default='pipeline'
+        As in :func:`encoder_jacobian`; also which feature names are used.
+        Recorded in ``importance.attrs['input_space']``.
+
     Returns
     -------
     importance : pandas.DataFrame
@@ -183,7 +203,7 @@ def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
         ``direction`` ('raises' first), then ``rank``. Columns:
 
         - ``component``: the latent dimension's name, from
-          ``get_feature_names_out`` (e.g. 'vaetransformer0').
+          ``get_feature_names_out`` (e.g. 'z0', as in the figures).
         - ``feature``: the input feature's name, from ``feature_names_in_``
           when the estimator was fitted on a DataFrame, else 'x0', 'x1', ...
         - ``direction``: 'raises' when ``mean_gradient > 0``, 'lowers' when it
@@ -242,7 +262,10 @@ def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
     ):
         raise ValueError(f"n_top must be a positive integer or None, got {n_top!r}.")
 
-    model, buffer, blocks = _jacobian_blocks(vae, X, batch_size)
+    check_input_space(input_space)
+    model, buffer, blocks = _jacobian_blocks(
+        vae, X, batch_size, input_space=input_space
+    )
     n_components, n_features = buffer.shape[1:]
     # Sums over samples, chunk by chunk: the full Jacobian is never held.
     total = np.zeros((n_components, n_features))
@@ -266,7 +289,7 @@ def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
     )
     sign_agreement = n_agree / n_samples
 
-    feature_names = _feature_names(vae, n_features)
+    feature_names = input_feature_names(vae, input_space)
     component_names = model.get_feature_names_out()
     records = []
     for k in range(n_components):
@@ -288,11 +311,6 @@ def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
                 )
                 for rank, j in enumerate(order, start=1)
             )
-    return pd.DataFrame.from_records(records, columns=_COLUMNS)
-
-
-def _feature_names(estimator, n_features):
-    names = getattr(estimator, "feature_names_in_", None)
-    if names is None:
-        return [f"x{j}" for j in range(n_features)]
-    return [str(name) for name in names]
+    table = pd.DataFrame.from_records(records, columns=_COLUMNS)
+    table.attrs["input_space"] = input_space
+    return table

@@ -39,20 +39,21 @@ def unwrap_vae(estimator, X=None, caller="This display"):
     return vae, X_vae, _feature_names(vae, steps)
 
 
+def resolve_steps(estimator):
+    """The fitted steps before the VAE (empty for a bare VAETransformer)."""
+    from skvae.analysis._common import resolve_vae
+
+    return resolve_vae(estimator)[1]
+
+
 def _feature_names(vae, steps):
-    if hasattr(vae, "feature_names_in_"):
-        return [str(name) for name in vae.feature_names_in_]
-    names = None
-    if steps:
-        # Chained as Pipeline.get_feature_names_out does.
-        try:
-            for step in steps:
-                names = step.get_feature_names_out(names)
-        except (AttributeError, ValueError, TypeError):
-            names = None
-    if names is not None and len(names) == vae.n_features_in_:
-        return [str(name) for name in names]
-    return [f"x{i}" for i in range(vae.n_features_in_)]
+    from skvae.analysis._common import input_feature_names
+
+    if not steps:
+        return input_feature_names(vae)
+    from sklearn.pipeline import make_pipeline
+
+    return input_feature_names(make_pipeline(*steps, vae), "vae")
 
 
 def component_label(dim, kl_per_dimension=None):

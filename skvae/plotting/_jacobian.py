@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._base import axes_array, single_axes, unwrap_vae
+from ._base import axes_array, resolve_steps, single_axes, unwrap_vae
 
 _SIDES = ("encoder", "decoder")
 # Rows of latent codes per decoder finite-difference call in from_estimator.
@@ -45,6 +45,10 @@ class JacobianDisplay:
 
     estimator_name : str, default=None
         Name shown in the title.
+
+    input_space : {'pipeline', 'vae'} or None, default=None
+        For a display of a Pipeline, in which space the derivatives are
+        (see :meth:`from_estimator`); shown in the feature axis label.
 
     Attributes
     ----------
@@ -92,14 +96,30 @@ class JacobianDisplay:
     """
 
     def __init__(
-        self, *, jacobian, feature_names=None, side="encoder", estimator_name=None
+        self,
+        *,
+        jacobian,
+        feature_names=None,
+        side="encoder",
+        estimator_name=None,
+        input_space=None,
     ):
         self.jacobian = jacobian
         self.feature_names = feature_names
         self.side = side
         self.estimator_name = estimator_name
+        self.input_space = input_space
 
-    def plot(self, ax=None, *, kind="heatmap", name=None, cmap="RdBu_r", **kwargs):
+    def plot(
+        self,
+        ax=None,
+        *,
+        kind="heatmap",
+        name=None,
+        cmap="RdBu_r",
+        sharey=True,
+        **kwargs,
+    ):
         """Plot the sensitivities.
 
         Parameters
@@ -117,6 +137,11 @@ class JacobianDisplay:
 
         cmap : str or matplotlib Colormap, default='RdBu_r'
             Diverging colour map of the heatmap.
+
+        sharey : bool, default=True
+            For ``kind='bars'``: one symmetric y-scale for every latent
+            dimension, so that bar heights compare across panels. False gives
+            each panel its own scale and says so in the title.
 
         **kwargs : dict
             Passed to ``ax.imshow`` (heatmap) or ``ax.bar`` (bars).
@@ -158,7 +183,7 @@ class JacobianDisplay:
             ax.set_xticklabels(names, rotation=90, fontsize="small")
             ax.set_yticks(range(n_components))
             ax.set_yticklabels([f"z{k}" for k in range(n_components)])
-            ax.set_xlabel(_FEATURE_LABELS[self.side])
+            ax.set_xlabel(self._feature_label())
             ax.set_ylabel("latent dimension")
             ax.set_title(title)
             self.colorbar_ = ax.figure.colorbar(self.image_, ax=ax, label=value_label)
@@ -183,11 +208,24 @@ class JacobianDisplay:
             ax_k.set_xticks(positions)
             ax_k.set_xticklabels(names, rotation=90, fontsize="small")
             ax_k.tick_params(axis="x", labelbottom=k == len(axes) - 1)
-        axes[-1].set_xlabel(_FEATURE_LABELS[self.side])
+        axes[-1].set_xlabel(self._feature_label())
+        if sharey:
+            limit = 1.08 * float(np.max(np.abs(jacobian))) or 1.0
+            for ax_k in axes:
+                ax_k.set_ylim(-limit, limit)
+            title += ", same scale in every panel"
+        else:
+            title += ", each panel on its own scale"
         axes[0].set_title(title)
         self.ax_ = axes
         self.figure_ = axes[0].figure
         return self
+
+    def _feature_label(self):
+        label = _FEATURE_LABELS[self.side]
+        if self.input_space == "vae":
+            label += " (the VAE's own input space, after the pipeline's steps)"
+        return label
 
     def _names(self, n_features):
         if self.feature_names is None:
@@ -213,6 +251,7 @@ class JacobianDisplay:
         ax=None,
         name=None,
         feature_names=None,
+        input_space="pipeline",
         **kwargs,
     ):
         """Compute the mean sensitivities of a fitted VAE on ``X`` and plot them.
@@ -221,8 +260,7 @@ class JacobianDisplay:
         ----------
         estimator : VAETransformer or Pipeline
             A fitted VAETransformer, or a fitted Pipeline ending in one. For a
-            Pipeline the derivatives are with respect to the features the
-            VAETransformer sees (after the preprocessing steps).
+            Pipeline, ``input_space`` says in which space the derivatives are.
 
         X : array-like of shape (n_samples, n_features)
             Samples at which the derivatives are averaged; on the decoder
@@ -248,8 +286,19 @@ class JacobianDisplay:
             Name shown in the title.
 
         feature_names : array-like of str of shape (n_features,), default=None
-            Feature labels. None takes the VAE's ``feature_names_in_``, or the
-            output names of the Pipeline's steps before it, or ``x0, x1, ...``.
+            Feature labels. None takes the names of the features of
+            ``input_space``: the Pipeline's ``feature_names_in_``, or for
+            'vae' the VAE's or the output names of the steps before it, or
+            ``x0, x1, ...``.
+
+        input_space : {'pipeline', 'vae'}, default='pipeline'
+            For a Pipeline, the rule of every function of
+            :mod:`skvae.analysis`: 'pipeline' differentiates with respect to
+            the pipeline's features, by the chain rule through its steps
+            (scalers and the clip-at-zero step of
+            :func:`skvae.datasets.flows_preprocessor`; any other step raises
+            a ValueError); 'vae' differentiates in the VAE's own input space,
+            after the steps. Recorded in the display's ``input_space``.
 
         **kwargs : dict
             Passed to :meth:`plot`.
@@ -260,26 +309,37 @@ class JacobianDisplay:
             The display, drawn.
         """
         from skvae.analysis import decoder_finite_differences
+        from skvae.analysis._common import check_input_space, input_feature_names
         from skvae.analysis._jacobian import _jacobian_blocks
 
         if side not in _SIDES:
             raise ValueError(f"side must be one of {_SIDES}, got {side!r}.")
-        vae, X_vae, names = unwrap_vae(estimator, X, caller="JacobianDisplay")
-        n_samples = len(X_vae)
+        check_input_space(input_space)
+        vae, X_vae, _ = unwrap_vae(estimator, X, caller="JacobianDisplay")
+        names = input_feature_names(estimator, input_space)
         # Means accumulated chunk by chunk: the per-sample derivatives, of size
         # n_samples x n_components x n_features, are never held at once.
         if side == "encoder":
-            _, buffer, blocks = _jacobian_blocks(vae, X_vae, None)
+            _, buffer, blocks = _jacobian_blocks(
+                estimator, X, None, input_space=input_space
+            )
             jacobian = np.zeros(buffer.shape[1:], dtype=np.float64)
+            n_samples = 0
             for _, block in blocks:
                 jacobian += block.sum(axis=0)
+                n_samples += block.shape[0]
         else:
             Z = vae.transform(X_vae)
+            n_samples = len(Z)
             jacobian = np.zeros((vae.n_components, vae.n_features_in_))
             for start in range(0, n_samples, _DECODER_CHUNK):
                 # (rows, n_features, n_components) -> (n_components, n_features)
                 block = decoder_finite_differences(
-                    vae, Z[start : start + _DECODER_CHUNK], step=step, method="central"
+                    estimator,
+                    Z[start : start + _DECODER_CHUNK],
+                    step=step,
+                    method="central",
+                    input_space=input_space,
                 )
                 jacobian += block.sum(axis=0).T
         jacobian /= n_samples
@@ -288,5 +348,6 @@ class JacobianDisplay:
             feature_names=names if feature_names is None else feature_names,
             side=side,
             estimator_name=name,
+            input_space=input_space if len(resolve_steps(estimator)) else None,
         )
         return display.plot(ax=ax, kind=kind, **kwargs)

@@ -170,7 +170,15 @@ class LatentSpaceDisplay:
         name = self.estimator_name if name is None else name
         ax.set_title("Latent space" if name is None else f"Latent space: {name}")
         if labels != [None]:
-            ax.legend(title="class", markerscale=2, loc="best")
+            # Beside the Axes: inside, ten classes' legend covers the codes.
+            ax.legend(
+                title="class",
+                markerscale=2,
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+                borderaxespad=0.0,
+                fontsize="small" if len(labels) > 4 else None,
+            )
 
         self.dims_ = dims
         self.ax_ = ax
@@ -240,7 +248,10 @@ class LatentSpaceDisplay:
 class LatentDistributionDisplay:
     """Histograms of the latent codes, one panel per latent dimension.
 
-    Each panel overlays the distribution of the codes of each class. Under
+    Each panel shows the distribution of the codes of each class: overlaid
+    for a few classes, or stacked one above the other (a ridge plot, one row
+    per class, named on the y-axis) beyond ``MAX_OVERLAID`` classes, where
+    overlaid histograms cannot be told apart. Under
     posterior collapse every dimension shows the same narrow spike at 0 for
     every class; an informative dimension shows the classes apart. It is
     recommended to use :meth:`from_estimator` to create a display.
@@ -261,6 +272,9 @@ class LatentDistributionDisplay:
 
     Attributes
     ----------
+    layout_ : {'overlay', 'ridge'}
+        How the classes were drawn.
+
     bin_edges_ : list of ndarray
         Bin edges of each dimension's histograms, shared by the classes.
 
@@ -306,7 +320,9 @@ class LatentDistributionDisplay:
         self.kl_per_dimension = kl_per_dimension
         self.estimator_name = estimator_name
 
-    def plot(self, ax=None, *, name=None, bins=30, **kwargs):
+    MAX_OVERLAID = 4
+
+    def plot(self, ax=None, *, name=None, bins=30, layout="auto", **kwargs):
         """Plot the histograms.
 
         Parameters
@@ -323,14 +339,25 @@ class LatentDistributionDisplay:
             Number of bins per dimension, shared by the classes, or the bin
             edges, shared by every dimension too (to compare panels).
 
+        layout : {'auto', 'overlay', 'ridge'}, default='auto'
+            'overlay': the classes' histograms on top of each other, with a
+            legend beside the last panel. 'ridge': one row per class, each
+            histogram scaled to its own height, the classes named on the
+            y-axis. 'auto': 'overlay' up to ``MAX_OVERLAID`` (4) classes,
+            'ridge' beyond.
+
         **kwargs : dict
-            Passed to ``ax.hist``.
+            Passed to ``ax.hist`` (overlay) or ``ax.stairs`` (ridge).
 
         Returns
         -------
         display : LatentDistributionDisplay
             The object, with its matplotlib handles set.
         """
+        if layout not in ("auto", "overlay", "ridge"):
+            raise ValueError(
+                f"layout must be 'auto', 'overlay' or 'ridge', got {layout!r}."
+            )
         Z, kl = _check_codes(self.Z, self.kl_per_dimension)
         n_components = Z.shape[1]
         axes = axes_array(
@@ -341,6 +368,14 @@ class LatentDistributionDisplay:
         )
         labels, masks = class_groups(self.y, Z.shape[0])
         colors = class_colors(len(labels))
+        if layout == "auto":
+            layout = "ridge" if len(labels) > self.MAX_OVERLAID else "overlay"
+        self.layout_ = layout
+        name = self.estimator_name if name is None else name
+        if layout == "ridge":
+            return self._plot_ridge(
+                axes, Z, kl, labels, masks, colors, bins, name, kwargs
+            )
         style = {"histtype": "stepfilled", "alpha": 0.45, "density": True}
         style.update(kwargs)
 
@@ -361,10 +396,50 @@ class LatentDistributionDisplay:
             ax_d.set_title(component_label(d, kl))
             ax_d.set_xlabel("latent code")
 
-        name = self.estimator_name if name is None else name
         axes[0].set_ylabel("density" if name is None else f"{name}\ndensity")
         if labels != [None]:
-            axes[-1].legend(title="class", loc="best")
+            axes[-1].legend(
+                title="class",
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+                borderaxespad=0.0,
+            )
+        self.ax_ = axes
+        self.figure_ = axes[0].figure
+        return self
+
+    def _plot_ridge(self, axes, Z, kl, labels, masks, colors, bins, name, kwargs):
+        """One row per class, each density scaled to 0.9 of a row."""
+        self.bin_edges_, self.heights_, self.patches_ = [], [], []
+        style = {"fill": True, "alpha": 0.6, "linewidth": 0.8}
+        style.update(kwargs)
+        for d, ax_d in enumerate(axes):
+            edges = np.histogram_bin_edges(Z[:, d], bins=bins)
+            heights, patches = [], []
+            for row, (mask, color) in enumerate(zip(masks, colors, strict=True)):
+                height, _ = np.histogram(Z[mask, d], bins=edges, density=True)
+                peak = float(height.max()) if height.size else 0.0
+                scaled = 0.9 * height / peak if peak > 0 else height
+                patch = ax_d.stairs(
+                    row + scaled, edges, baseline=row, color=color, **style
+                )
+                heights.append(height)
+                patches.append(patch)
+            self.bin_edges_.append(edges)
+            self.heights_.append(heights)
+            self.patches_.append(patches)
+            ax_d.set_ylim(-0.1, len(labels) + 0.1)
+            ax_d.set_yticks(np.arange(len(labels)) + 0.3)
+            ax_d.set_yticklabels(
+                ["all" if lab is None else str(lab) for lab in labels] if d == 0 else []
+            )
+            ax_d.set_title(component_label(d, kl))
+            ax_d.set_xlabel("latent code")
+        axes[0].set_ylabel(
+            "class (each row scaled to its peak)"
+            if name is None
+            else f"{name}\nclass (each row scaled to its peak)"
+        )
         self.ax_ = axes
         self.figure_ = axes[0].figure
         return self

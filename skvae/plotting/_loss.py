@@ -109,8 +109,10 @@ class LossCurveDisplay:
         ax_kl.set_ylabel("KL(q(z|x) || p(z))\n(nats per sample)")
         for axis in (ax_recon, ax_kl):
             axis.set_xlabel("epoch")
-            if any(line.get_label()[:1] not in ("", "_") for line in axis.lines):
-                axis.legend(loc="best")
+        if any(line.get_label()[:1] not in ("", "_") for line in ax_kl.lines):
+            # One legend for both panels (a model's curves share a colour),
+            # beside the KL panel: inside, it covers the early KL peak.
+            ax_kl.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
 
         self.lines_ = [recon_line, kl_line]
         self.ax_ = np.array([ax_recon, ax_kl], dtype=object)

@@ -4,7 +4,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ._base import single_axes, unwrap_vae
+from ._base import resolve_steps, single_axes, unwrap_vae
 
 _KINDS = ("lines", "heatmap")
 
@@ -33,6 +33,14 @@ class LatentTraversalDisplay:
 
     estimator_name : str, default=None
         Name shown in the title.
+
+    span : str, default=None
+        Where ``values`` come from, shown under the x-axis label, e.g.
+        '1st-99th percentile of the codes of X'. None shows nothing.
+
+    input_space : {'pipeline', 'vae'} or None, default=None
+        For a display of a Pipeline, the space of ``decoded`` (see
+        :meth:`from_estimator`); 'vae' is said in the y-axis label.
 
     Attributes
     ----------
@@ -74,18 +82,31 @@ class LatentTraversalDisplay:
     (25, 30)
     >>> len(disp.lines_)
     4
-    >>> disp.ax_.get_xlabel()
-    'z1'
+    >>> print(disp.ax_.get_xlabel())
+    z1
+    1st-99th percentile of the codes of X
+    >>> bool(disp.values.min() >= vae.transform(X)[:, 1].min())
+    True
     """
 
     def __init__(
-        self, *, values, decoded, dim, feature_names=None, estimator_name=None
+        self,
+        *,
+        values,
+        decoded,
+        dim,
+        feature_names=None,
+        estimator_name=None,
+        span=None,
+        input_space=None,
     ):
         self.values = values
         self.decoded = decoded
         self.dim = dim
         self.feature_names = feature_names
         self.estimator_name = estimator_name
+        self.span = span
+        self.input_space = input_space
 
     def plot(self, ax=None, *, kind="lines", n_features=6, name=None, **kwargs):
         """Plot the traversal.
@@ -148,6 +169,8 @@ class LatentTraversalDisplay:
         self.lines_ = self.image_ = None
 
         if kind == "lines":
+            from matplotlib.ticker import MaxNLocator
+
             ax = single_axes(ax, "LatentTraversalDisplay", figsize=(5.5, 4))
             spread = np.ptp(decoded, axis=0)
             self.features_ = np.argsort(-spread, kind="stable")[:n_features]
@@ -155,8 +178,18 @@ class LatentTraversalDisplay:
                 ax.plot(values, decoded[:, j], label=names[j], **kwargs)[0]
                 for j in self.features_
             ]
-            ax.set_ylabel("decoded value")
-            ax.legend(title="most changing", fontsize="small", loc="best")
+            ax.set_ylabel(self._value_label())
+            # A narrow range has long tick labels: few ticks keep them apart.
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+            # Beside the Axes, never over the curves: with a few lines that
+            # peak anywhere, 'best' still covers some of them.
+            ax.legend(
+                title="most changing",
+                fontsize="small",
+                loc="upper left",
+                bbox_to_anchor=(1.01, 1.0),
+                borderaxespad=0.0,
+            )
         else:
             ax = single_axes(
                 ax,
@@ -180,16 +213,22 @@ class LatentTraversalDisplay:
             self.image_ = ax.imshow(decoded, interpolation="nearest", **style)
             ax.set_xticks(range(n_total))
             ax.set_xticklabels(names, rotation=90, fontsize="small")
-            ax.figure.colorbar(self.image_, ax=ax, label="decoded value")
+            ax.figure.colorbar(self.image_, ax=ax, label=self._value_label())
+        label = f"z{self.dim}" + ("" if self.span is None else f"\n{self.span}")
         if kind == "lines":
-            ax.set_xlabel(f"z{self.dim}")
+            ax.set_xlabel(label)
         else:
-            ax.set_ylabel(f"z{self.dim}")
+            ax.set_ylabel(label)
             ax.set_xlabel("feature")
         ax.set_title(title)
         self.ax_ = ax
         self.figure_ = ax.figure
         return self
+
+    def _value_label(self):
+        if self.input_space == "vae":
+            return "decoded value (VAE's input space)"
+        return "decoded value"
 
     @classmethod
     def from_estimator(
@@ -200,12 +239,16 @@ class LatentTraversalDisplay:
         *,
         dim=0,
         values=None,
+        span="data",
+        quantiles=(0.01, 0.99),
+        n_values=25,
         z0=None,
         kind="lines",
         n_features=6,
         ax=None,
         name=None,
         feature_names=None,
+        input_space="pipeline",
         **kwargs,
     ):
         """Sweep one latent dimension of a fitted VAE and plot the decoded features.
@@ -227,8 +270,22 @@ class LatentTraversalDisplay:
             The latent dimension that sweeps.
 
         values : array-like of shape (n_values,), default=None
-            Values of ``z[dim]``, increasing. None: 25 values from -3 to 3, the
-            bulk of the standard normal prior.
+            Values of ``z[dim]``, increasing. None: ``n_values`` values over
+            the range given by ``span``.
+
+        span : {'data', 'prior'}, default='data'
+            The range swept when ``values`` is None. 'data': between the
+            ``quantiles`` of ``z[dim]`` over the codes of ``X``, the range the
+            codes actually take (a dimension whose codes span +-0.2 is swept
+            over +-0.2, not extrapolated to +-3). 'prior': from -3 to 3, the
+            bulk of the standard normal prior. 'data' needs ``X``; without it
+            the prior range is used. The range is stated under the axis label.
+
+        quantiles : tuple of float, default=(0.01, 0.99)
+            Lower and upper quantile of the codes for ``span='data'``.
+
+        n_values : int, default=25
+            Number of values when ``values`` is None.
 
         z0 : array-like of shape (n_components,), default=None
             The code whose other dimensions stay fixed. None: the mean code of
@@ -247,8 +304,13 @@ class LatentTraversalDisplay:
             Name shown in the title.
 
         feature_names : array-like of str of shape (n_features,), default=None
-            Feature labels. None takes the VAE's ``feature_names_in_``, or the
-            output names of the Pipeline's steps before it, or ``x0, x1, ...``.
+            Feature labels. None takes the names of the features of
+            ``input_space`` (as :class:`JacobianDisplay` does).
+
+        input_space : {'pipeline', 'vae'}, default='pipeline'
+            For a Pipeline, as everywhere in :mod:`skvae.analysis`: decode
+            into the pipeline's input space (its ``inverse_transform``) or
+            into the VAE's own input space. Recorded in ``input_space``.
 
         **kwargs : dict
             Passed to ``ax.plot`` or ``ax.imshow``.
@@ -259,22 +321,78 @@ class LatentTraversalDisplay:
             The display, drawn.
         """
         from skvae.analysis import latent_traversal
+        from skvae.analysis._common import check_input_space, input_feature_names
 
-        vae, X_vae, names = unwrap_vae(estimator, X, caller="LatentTraversalDisplay")
-        if values is None:
-            values = np.linspace(-3.0, 3.0, 25)
-        values = np.asarray(values, dtype=np.float64)
-        if z0 is None:
-            if X_vae is None:
-                z0 = np.zeros(vae.n_components)
+        check_input_space(input_space)
+        if span not in ("data", "prior"):
+            raise ValueError(f"span must be 'data' or 'prior', got {span!r}.")
+        low_q, high_q = _check_quantiles(quantiles)
+        vae, X_vae, _ = unwrap_vae(estimator, X, caller="LatentTraversalDisplay")
+        codes = None if X_vae is None else vae.transform(X_vae)
+        if values is not None:
+            values = np.asarray(values, dtype=np.float64)
+            span_text = None
+        else:
+            if (
+                isinstance(n_values, bool)
+                or not isinstance(n_values, Integral)
+                or n_values < 2
+            ):
+                raise ValueError(
+                    f"n_values must be an integer of at least 2, got {n_values!r}."
+                )
+            if span == "data" and codes is not None and 0 <= dim < codes.shape[1]:
+                low, high = np.quantile(codes[:, dim], [low_q, high_q])
+                if not high > low:
+                    # All codes equal (e.g. a collapsed dimension): a tiny
+                    # range around them, still within what the data show.
+                    low, high = low - 1e-3, high + 1e-3
+                values = np.linspace(low, high, n_values)
+                span_text = (
+                    f"{_ordinal(low_q)}-{_ordinal(high_q)} percentile of the codes of X"
+                )
             else:
-                z0 = vae.transform(X_vae).mean(axis=0)
-        decoded = latent_traversal(vae, z0=z0, dim=dim, values=values)
+                values = np.linspace(-3.0, 3.0, n_values)
+                span_text = "-3 to 3, the prior's bulk"
+        if z0 is None:
+            z0 = np.zeros(vae.n_components) if codes is None else codes.mean(axis=0)
+        decoded = latent_traversal(
+            estimator, z0=z0, dim=dim, values=values, input_space=input_space
+        )
+        if feature_names is None:
+            feature_names = input_feature_names(estimator, input_space)
         display = cls(
             values=values,
             decoded=decoded,
             dim=dim,
-            feature_names=names if feature_names is None else feature_names,
+            feature_names=feature_names,
             estimator_name=name,
+            span=span_text,
+            input_space=input_space if resolve_steps(estimator) else None,
         )
         return display.plot(ax=ax, kind=kind, n_features=n_features, **kwargs)
+
+
+def _check_quantiles(quantiles):
+    try:
+        low, high = (float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or not 0.0 <= low < high <= 1.0:
+        raise ValueError(
+            f"quantiles must be two numbers 0 <= low < high <= 1, got {quantiles!r}."
+        )
+    return low, high
+
+
+def _ordinal(q):
+    """0.01 -> '1st', 0.99 -> '99th', 0.025 -> '2.5th', 0 -> '0th'."""
+    value = round(100 * q, 6)
+    text = f"{value:g}"
+    if text.endswith("1") and not text.endswith("11"):
+        return text + "st"
+    if text.endswith("2") and not text.endswith("12"):
+        return text + "nd"
+    if text.endswith("3") and not text.endswith("13"):
+        return text + "rd"
+    return text + "th"
