@@ -38,6 +38,10 @@ from ._modules import ACTIVATIONS, VAEModule
 SINGLE_THREAD_MAX_FLOPS = 64e6
 
 
+class DivergenceError(ValueError):
+    """The loss or the weights stopped being finite during training."""
+
+
 @dataclass
 class TrainingHistory:
     """What the loop learned about itself, carried across ``warm_start`` fits."""
@@ -494,7 +498,7 @@ def fit_loop(
                     step=step,
                 )
             if not all(map(_isfinite, (loss, recon, kl))):
-                raise ValueError(
+                raise DivergenceError(
                     f"Training diverged at epoch {epoch + 1}: the loss is not finite "
                     f"(reconstruction={recon}, kl={kl}). Lower learning_rate_init, "
                     "or scale the input (e.g. StandardScaler or MinMaxScaler)."

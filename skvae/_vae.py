@@ -19,7 +19,13 @@ from ._compat import Interval, StrOptions, _fit_context
 from ._inference import inference_view
 from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
-from ._training import Objective, TrainingHistory, fit_loop, make_adam
+from ._training import (
+    DivergenceError,
+    Objective,
+    TrainingHistory,
+    fit_loop,
+    make_adam,
+)
 
 # A latent dimension whose mean KL divergence on the training data is below this
 # many nats carries (almost) no information about the input: it is "inactive"
@@ -348,8 +354,16 @@ default='gaussian'
         -------
         self : VAETransformer
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If training diverges (the loss or the weights stop being finite).
+            This call, like any call of ``fit`` that raises, then leaves the
+            estimator exactly as it was before it: unfitted, or with its
+            previous weights, optimiser state, curves and attributes.
         """
-        return self._fit(X, incremental=False)
+        return self._fit_all_or_nothing(X, incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -368,9 +382,45 @@ default='gaussian'
         Returns
         -------
         self : VAETransformer
-            The updated estimator.
+            The updated estimator. A call that raises (e.g. on divergence)
+            leaves it as it was before that call.
         """
-        return self._fit(X, incremental=True)
+        return self._fit_all_or_nothing(X, incremental=True)
+
+    def _fit_all_or_nothing(self, X, incremental):
+        """``_fit``, but a call that raises leaves ``self`` exactly as it was.
+
+        ``_fit`` updates the network, the optimiser, the history and the random
+        stream in place; a snapshot of them (one copy, so the optimiser still
+        refers to the snapshot's parameters) goes back into ``self.__dict__`` on
+        any exception, a second Ctrl-C during the diagnostics included. A fit
+        whose weights end up not finite counts as diverged.
+        """
+        snapshot = _snapshot_state(self.__dict__)
+        try:
+            self._fit(X, incremental)
+            if not all(
+                bool(torch.isfinite(p).all()) for p in self.module_.parameters()
+            ):
+                raise DivergenceError(
+                    "Training diverged: the weights are not finite after "
+                    f"{self.n_iter_} epochs. Lower learning_rate_init (now "
+                    f"{self.learning_rate_init!r}), or scale the input (e.g. "
+                    "StandardScaler or MinMaxScaler)."
+                )
+        except BaseException as exc:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            if isinstance(exc, DivergenceError):
+                kept = (
+                    "(it is still unfitted)."
+                    if "module_" not in snapshot
+                    else "(its previous weights, optimiser state and curves)."
+                )
+                kept = f"The estimator keeps its state from before this call {kept}"
+                raise ValueError(f"{exc} {kept}") from None
+            raise
+        return self
 
     def _fit(self, X, incremental):
         first_pass = not hasattr(self, "module_") or not (
@@ -750,6 +800,29 @@ def _score_noise(n_components, dtype, device):
     return torch.cat([eps, -eps]).to(device)
 
 
+# What ``_fit`` changes in place rather than by assignment.
+_MUTATED_IN_FIT = (
+    "module_",
+    "_optimizer",
+    "_optimizer_state",
+    "_history",
+    "_random_state",
+)
+
+
+def _snapshot_state(state):
+    """A copy of ``state`` (an estimator's ``__dict__``) that ``_fit`` cannot touch.
+
+    Attributes that ``_fit`` reassigns are shared; those it updates in place
+    are deep-copied together, so the copied optimiser refers to the copied
+    network's parameters.
+    """
+    snapshot = dict(state)
+    mutable = {key: state[key] for key in _MUTATED_IN_FIT if key in state}
+    snapshot.update(copy.deepcopy(mutable))
+    return snapshot
+
+
 def _split_indices(n_samples, validation_fraction, random_state):
     n_val = int(round(validation_fraction * n_samples))
     if n_val < 1 or n_val >= n_samples:
@@ -775,6 +848,11 @@ def _resolve_device(device):
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested but CUDA is not available on this "
+            "machine; use device='cpu' or device='auto'."
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but MPS is not available on this "
             "machine; use device='cpu' or device='auto'."
         )
     if resolved.type not in ("cpu", "cuda", "mps"):
