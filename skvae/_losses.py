@@ -136,9 +136,14 @@ def elbo(module, likelihood, x, eps):
 
     Returns
     -------
-    tensor of shape (n,)
+    tensor of shape (n,), float64
         ``E_q[log p(x | z)] - KL(q(z | x) || p(z))``, features summed, KL with
-        weight one, the expectation averaged over the draws.
+        weight one, the expectation averaged over the draws. The sums over
+        features, draws and latent dimensions, and the KL term itself, are
+        computed in float64 whatever the module's dtype: a float32 sum of
+        large but finite terms would overflow (or lose the small terms) long
+        before the terms themselves do. Non-finite where even that overflows
+        (inputs far outside the training data); callers check.
     """
     mean, logvar = module.encode(x)
     std = torch.exp(0.5 * logvar)
@@ -147,5 +152,6 @@ def elbo(module, likelihood, x, eps):
     decoded = module.decode(z)
     target = x.unsqueeze(0).expand_as(decoded)
     nll = negative_log_likelihood(likelihood, decoded, target, module.log_scale)
-    expected_loglik = -nll.sum(dim=-1).mean(dim=0)
-    return expected_loglik - kl_divergence(mean, logvar).sum(dim=-1)
+    expected_loglik = -nll.sum(dim=-1, dtype=torch.float64).mean(dim=0)
+    kl = kl_divergence(mean.double(), logvar.double())
+    return expected_loglik - kl.sum(dim=-1)

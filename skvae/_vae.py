@@ -613,7 +613,7 @@ default='gaussian'
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._map_rows(_posterior_mean, X)
+        return self._map_rows_finite(_posterior_mean, X, "transform")
 
     def inverse_transform(self, X):
         """Decode latent codes into the decoder's mean.
@@ -638,8 +638,10 @@ default='gaussian'
                 "the output of transform."
             )
         likelihood = self.likelihood
-        return self._map_rows(
-            lambda module, z: decoder_mean(likelihood, module.decode(z)), Z
+        return self._map_rows_finite(
+            lambda module, z: decoder_mean(likelihood, module.decode(z)),
+            Z,
+            "inverse_transform",
         )
 
     def score_samples(self, X):
@@ -660,7 +662,16 @@ default='gaussian'
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            ELBO of each sample; higher is better.
+            ELBO of each sample; higher is better. Always finite: the sums
+            are taken in float64, and float32 rows whose activations overflow
+            are scored in float64.
+
+        Raises
+        ------
+        ValueError
+            If the ELBO of some rows is not representable in the dtype of
+            ``X`` (rows far outside the training data); the message names
+            their indices.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
@@ -672,7 +683,7 @@ default='gaussian'
             return elbo(module, likelihood, x, eps).unsqueeze(1)
 
         chunk = max(1, _INFERENCE_CHUNK // (2 * _N_SCORE_PAIRS))
-        return self._map_rows(row_elbo, X, chunk_size=chunk)[:, 0]
+        return self._map_rows_finite(row_elbo, X, "score_samples", chunk)[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO of ``X`` in nats (see :meth:`score_samples`).
@@ -715,6 +726,31 @@ default='gaussian'
         return self.inverse_transform(
             rng.standard_normal((n_samples, self.n_components))
         )
+
+    def _map_rows_finite(self, fn, X, what, chunk_size=_INFERENCE_CHUNK):
+        """``_map_rows``, but finite input never gives a silent NaN or infinity.
+
+        float32 activations overflow first (``exp(logvar / 2)`` at about 500
+        times the training scale): rows whose result is not finite are redone
+        in float64; rows still not finite, or not representable in the dtype
+        of ``X``, raise a ValueError that names them.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self._map_rows(fn, X, chunk_size)
+            bad = np.flatnonzero(~np.all(np.isfinite(out), axis=1))
+            if bad.size and X.dtype != np.float64:
+                out[bad] = self._map_rows(fn, X[bad].astype(np.float64), chunk_size)
+                bad = bad[~np.all(np.isfinite(out[bad]), axis=1)]
+        if bad.size:
+            raise ValueError(
+                f"{what} gives NaN or infinity for {bad.size} of {X.shape[0]} rows "
+                f"(row indices {_some(bad)}) in {X.dtype}: these rows lie far "
+                "outside the training data (largest |value| in them "
+                f"{float(np.max(np.abs(X[bad]))):.3g}), or the model's weights are "
+                "not finite (a diverged fit). Scale X as the training data was, "
+                "pass float64 X, or treat these rows as outliers."
+            )
+        return out
 
     def _map_rows(self, fn, X, chunk_size=_INFERENCE_CHUNK):
         """Apply ``fn(module, x_chunk)`` to ``X`` in row chunks; numpy out.
@@ -821,6 +857,12 @@ def _snapshot_state(state):
     mutable = {key: state[key] for key in _MUTATED_IN_FIT if key in state}
     snapshot.update(copy.deepcopy(mutable))
     return snapshot
+
+
+def _some(indices, limit=10):
+    """The first ``limit`` of ``indices`` as a short string for an error message."""
+    shown = ", ".join(str(int(i)) for i in indices[:limit])
+    return f"[{shown}{', ...' if len(indices) > limit else ''}]"
 
 
 def _split_indices(n_samples, validation_fraction, random_state):
