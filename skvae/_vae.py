@@ -13,6 +13,7 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._compat import Interval, StrOptions, _fit_context
@@ -89,6 +90,17 @@ class TrainingInterruptedWarning(UserWarning):
     True
     >>> warnings.resetwarnings()
     """
+
+
+def _no_early_stopping(vae):
+    """``partial_fit`` exists only without early stopping, as in MLPRegressor."""
+    if vae.early_stopping:
+        raise AttributeError(
+            "partial_fit does not support early_stopping=True: each call is one "
+            "epoch over its chunk, with no held-out data to stop on. Set "
+            "early_stopping=False for partial_fit, or use fit."
+        )
+    return True
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -365,12 +377,16 @@ default='gaussian'
         """
         return self._fit_all_or_nothing(X, incremental=False)
 
+    @available_if(_no_early_stopping)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Update the model with one epoch over ``X``.
 
         For data that arrives in chunks. The first call initialises the model;
         the optimiser's state and the random stream carry over between calls.
+        With ``early_stopping=True`` there is no ``partial_fit`` (an
+        AttributeError says so, and ``hasattr`` is False): a chunk is one epoch
+        and there is no held-out data to stop on. MLPRegressor refuses it too.
 
         Parameters
         ----------

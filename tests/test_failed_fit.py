@@ -179,3 +179,22 @@ def test_successful_fit_after_a_failed_one_is_unaffected(X):
     reference = _fit_quietly(_vae(), X)
     np.testing.assert_array_equal(vae.transform(X), reference.transform(X))
     assert vae.loss_curve_ == reference.loss_curve_
+
+
+def test_partial_fit_refuses_early_stopping(X):
+    # As MLPRegressor refuses it; here partial_fit is not there at all (so
+    # that hasattr and scikit-learn's checks see it), and the error chain says why.
+    vae = _vae(early_stopping=True)
+    assert not hasattr(vae, "partial_fit")
+    with pytest.raises(AttributeError, match="no attribute 'partial_fit'") as info:
+        vae.partial_fit(X)
+    cause = str(info.value.__cause__)
+    assert "partial_fit does not support early_stopping=True" in cause
+    assert "Set early_stopping=False" in cause
+    _assert_unfitted(vae)
+    fitted = _fit_quietly(_vae(early_stopping=True), X)
+    before = _state(fitted)
+    with pytest.raises(AttributeError):
+        fitted.partial_fit(X)
+    _assert_same_state(before, _state(fitted))
+    assert hasattr(fitted.set_params(early_stopping=False), "partial_fit")
