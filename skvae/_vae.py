@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._compat import Interval, StrOptions, _fit_context
 from ._inference import inference_view
+from ._interrupt import deferred_interrupts, prime_lazy_imports
 from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
 from ._training import (
@@ -409,12 +410,19 @@ default='gaussian'
         ``_fit`` updates the network, the optimiser, the history and the random
         stream in place; a snapshot of them (one copy, so the optimiser still
         refers to the snapshot's parameters) goes back into ``self.__dict__`` on
-        any exception, a second Ctrl-C during the diagnostics included. A fit
-        whose weights end up not finite counts as diverged.
+        any exception. A fit whose weights end up not finite counts as diverged.
         """
+        # Ctrl-C outside the training loop is deferred until the state is
+        # consistent (_interrupt.py): no half-built estimator, no half-imported
+        # module, no diagnostics of other weights.
+        with deferred_interrupts() as interrupts:
+            prime_lazy_imports()
+            return self._fit_or_restore(X, incremental, interrupts)
+
+    def _fit_or_restore(self, X, incremental, interrupts):
         snapshot = _snapshot_state(self.__dict__)
         try:
-            self._fit(X, incremental)
+            self._fit(X, incremental, interrupts)
             if not all(
                 bool(torch.isfinite(p).all()) for p in self.module_.parameters()
             ):
@@ -438,7 +446,7 @@ default='gaussian'
             raise
         return self
 
-    def _fit(self, X, incremental):
+    def _fit(self, X, incremental, interrupts):
         first_pass = not hasattr(self, "module_") or not (
             self.warm_start or incremental
         )
@@ -486,7 +494,11 @@ default='gaussian'
             score_eps = _score_noise(self.n_components, torch.float32, device)
 
         generator = torch.Generator(device=device).manual_seed(seed)
+        status = "interrupted"
         try:
+            if interrupts.pending:
+                raise KeyboardInterrupt  # Ctrl-C before the loop: no epoch run.
+            interrupts.allow()
             status = fit_loop(
                 self.module_,
                 optimizer,
@@ -503,23 +515,30 @@ default='gaussian'
                 check_convergence=not incremental,
                 verbose=self.verbose,
             )
+        except KeyboardInterrupt:
+            # Before fit_loop's own handler: nothing was trained.
+            status = "interrupted"
         finally:
+            interrupts.defer()
             self.module_.eval()
         self._set_fitted_attributes(X)
-        # Warnings point at the caller of fit: _fit <- fit <- _fit_context <- user.
+        if interrupts.pending:
+            status = "interrupted"
+        # Warnings point at the caller of fit: _fit <- _fit_or_restore <-
+        # _fit_all_or_nothing <- fit <- _fit_context <- user.
         if status == "interrupted":
             warnings.warn(
                 "Training interrupted by user; the model keeps the weights of the "
                 f"last completed step (after {self.n_iter_} epochs).",
                 TrainingInterruptedWarning,
-                stacklevel=4,
+                stacklevel=6,
             )
         elif status == "max_iter" and not incremental:
             warnings.warn(
                 f"Stochastic optimizer: Maximum iterations ({self.max_iter}) reached "
                 "and the optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=6,
             )
         if not incremental:
             self._warn_if_collapsed()
@@ -609,7 +628,7 @@ default='gaussian'
             "information about the input. Raise recon_weight (now "
             f"{self.recon_weight!r}) or lower beta (now {self.beta!r}).",
             PosteriorCollapseWarning,
-            stacklevel=5,
+            stacklevel=7,
         )
 
     # ------------------------------------------------------------ inference

@@ -153,8 +153,9 @@ def test_keyboard_interrupt_outside_training_restores_the_state(X, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    # A second Ctrl-C during the diagnostics after training: no new weights with
-    # old diagnostics; the call is undone.
+    # A KeyboardInterrupt raised (not signalled: a real Ctrl-C there is deferred,
+    # see test_interrupt.py) during the diagnostics after training: no new
+    # weights with old diagnostics; the call is undone.
     monkeypatch.setattr(VAETransformer, "_set_fitted_attributes", interrupted)
     with pytest.raises(KeyboardInterrupt):
         vae.fit(X)
