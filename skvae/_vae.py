@@ -82,6 +82,12 @@ class TrainingInterruptedWarning(UserWarning):
     of the last completed step. Turn this warning into an error to stop a whole
     grid search instead of a single fit.
 
+    Only the training loop is interruptible: a Ctrl-C in the main thread
+    before it (while the network and optimiser are built, and torch imports
+    what it imports lazily) or after it (the diagnostics such as
+    ``kl_per_dimension_``) is honoured once that part is done, so the model is
+    always consistent: untrained with ``n_iter_ == 0`` when no epoch ran.
+
     Examples
     --------
     >>> import warnings
