@@ -1,6 +1,7 @@
 """The scikit-learn estimator: validation, state and the public API."""
 
 import copy
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -456,9 +457,13 @@ default='gaussian'
         first_pass = not hasattr(self, "module_") or not (
             self.warm_start or incremental
         )
+        _check_integer_params(self)
+        check_numeric_input(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_pass)
         self._check_support(X)
         hidden = self._check_hidden_layer_sizes()
+        if first_pass:
+            _check_network_size(self.n_features_in_, self.n_components, hidden)
         if first_pass or not incremental:
             # A fresh stream per fit; partial_fit calls continue the first one's.
             self._random_state = check_random_state(self.random_state)
@@ -653,6 +658,7 @@ default='gaussian'
             Posterior means, with the dtype of ``X`` (float32 or float64).
         """
         check_is_fitted(self)
+        check_numeric_input(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self._map_rows_finite(_posterior_mean, X, "transform")
 
@@ -671,6 +677,7 @@ default='gaussian'
             follows the input (float32 or float64).
         """
         check_is_fitted(self)
+        check_numeric_input(X, "Z")
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="Z")
         if Z.shape[1] != self.n_components:
             raise ValueError(
@@ -715,6 +722,7 @@ default='gaussian'
             their indices.
         """
         check_is_fitted(self)
+        check_numeric_input(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         self._check_support(X)
         likelihood = self.likelihood
@@ -759,7 +767,11 @@ default='gaussian'
             Decoder means of the draws (probabilities for 'bernoulli').
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, Integral)
+            or n_samples < 1
+        ):
             raise ValueError(
                 f"n_samples must be a positive integer, got {n_samples!r}."
             )
@@ -898,6 +910,88 @@ def _snapshot_state(state):
     mutable = {key: state[key] for key in _MUTATED_IN_FIT if key in state}
     snapshot.update(copy.deepcopy(mutable))
     return snapshot
+
+
+def check_numeric_input(X, name="X"):
+    """Refuse what validation would silently take as numbers.
+
+    ``check_array`` converts datetime64 and timedelta64 values to their
+    integer counts and drops the mask of a masked array; neither is data a VAE
+    can model as it stands.
+    """
+    if np.ma.isMaskedArray(X) and np.ma.getmaskarray(X).any():
+        raise ValueError(
+            f"{name} is a masked array with {int(np.ma.count_masked(X))} masked "
+            "values; the mask would be ignored. Drop or impute them first, e.g. "
+            f"{name}.filled(value) or SimpleImputer on {name}.filled(np.nan)."
+        )
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and not hasattr(dtypes, "kind"):  # a DataFrame
+        columns = [
+            str(column)
+            for column, dtype in dtypes.items()
+            if getattr(dtype, "kind", None) in ("M", "m")
+        ]
+    else:
+        kind = getattr(getattr(X, "dtype", None), "kind", None)
+        columns = ["all"] if kind in ("M", "m") else []
+    if columns:
+        raise TypeError(
+            f"{name} holds dates or durations (datetime64/timedelta64; columns: "
+            f"{', '.join(columns)}), which would be taken as raw integer counts. "
+            "Convert them to numeric features first, e.g. elapsed seconds or "
+            "calendar features, scaled like the rest."
+        )
+
+
+_INTEGER_PARAMS = (
+    "n_components",
+    "kl_warmup",
+    "max_iter",
+    "batch_size",
+    "n_iter_no_change",
+)
+
+
+def _check_integer_params(vae):
+    # bool is an Integral: n_components=True would silently mean 1.
+    for name in _INTEGER_PARAMS:
+        value = getattr(vae, name)
+        if isinstance(value, bool | np.bool_):
+            raise ValueError(
+                f"{name} must be a positive integer, got the boolean {value!r}; "
+                f"pass an int, e.g. {name}={int(value) or 1}."
+            )
+
+
+# Width of a layer beyond which torch's matrix kernels index with 32 bits.
+_MAX_WIDTH = 2**31 - 1
+
+
+def _check_network_size(n_features, n_components, hidden):
+    """Refuse networks that cannot be built, before torch tries to allocate them."""
+    sizes = [n_features, *hidden, 2 * n_components]
+    if max(sizes) > _MAX_WIDTH:
+        raise ValueError(
+            f"hidden_layer_sizes={tuple(hidden)!r} (with n_features={n_features}, "
+            f"n_components={n_components}) has a layer wider than {_MAX_WIDTH}, "
+            "more than torch's kernels can index; use smaller layers."
+        )
+    n_weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    n_weights *= 2  # the decoder mirrors the encoder
+    # Weights, gradients and Adam's two moments, in float32.
+    needed = 16 * n_weights
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        available = None
+    if available is not None and needed > available:
+        raise ValueError(
+            f"hidden_layer_sizes={tuple(hidden)!r} gives about {n_weights:.3g} "
+            f"weights; training them needs about {needed / 2**30:.3g} GiB "
+            "(weights, gradients and Adam's moments in float32), more than this "
+            f"machine's {available / 2**30:.3g} GiB of memory. Use smaller layers."
+        )
 
 
 def _some(indices, limit=10):

@@ -103,6 +103,18 @@ def decoder_finite_differences(vae, Z, *, step=1e-3, method="central", batch_siz
     ):
         raise ValueError(f"step must be a positive finite number, got {step!r}.")
     vae_, steps, Z = _check_decoder_input(vae, Z)
+    # Below the spacing of the values the network computes with (relative to
+    # max(1, |z|)), z + step rounds to z, or the change is lost in the first
+    # layer's bias: the quotient is zero or noise.
+    resolution = np.finfo(Z.dtype).eps * max(1.0, float(np.max(np.abs(Z))))
+    if step < resolution:
+        raise ValueError(
+            f"step={step!r} is below the resolution of {Z.dtype} codes "
+            f"(eps * max(1, max |z|) = {resolution:.3g}): the differences would "
+            "be zero or rounding noise. Use a step well above it, about the "
+            "square root of eps (1e-3 for float32, 1e-5 for float64 codes), or "
+            "pass float64 Z."
+        )
     factor = output_derivative(steps)
     n_samples, n_components = Z.shape
     n_points = n_components + 1 if method == "forward" else 2 * n_components
