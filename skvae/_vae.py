@@ -1,6 +1,7 @@
 """The scikit-learn estimator: validation, state and the public API."""
 
 import copy
+import dataclasses
 import os
 import warnings
 from numbers import Integral, Real
@@ -427,7 +428,7 @@ default='gaussian'
             return self._fit_or_restore(X, incremental, interrupts)
 
     def _fit_or_restore(self, X, incremental, interrupts):
-        snapshot = _snapshot_state(self.__dict__)
+        snapshot = _Snapshot(self)
         try:
             self._fit(X, incremental, interrupts)
             if not all(
@@ -440,12 +441,11 @@ default='gaussian'
                     "StandardScaler or MinMaxScaler)."
                 )
         except BaseException as exc:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
+            snapshot.restore(self)
             if isinstance(exc, DivergenceError):
                 kept = (
                     "(it is still unfitted)."
-                    if "module_" not in snapshot
+                    if not snapshot.fitted
                     else "(its previous weights, optimiser state and curves)."
                 )
                 kept = f"The estimator keeps its state from before this call {kept}"
@@ -889,27 +889,86 @@ def _score_noise(n_components, dtype, device):
     return torch.cat([eps, -eps]).to(device)
 
 
-# What ``_fit`` changes in place rather than by assignment.
-_MUTATED_IN_FIT = (
-    "module_",
-    "_optimizer",
-    "_optimizer_state",
-    "_history",
-    "_random_state",
-)
+class _Snapshot:
+    """What an estimator holds, kept so that a failed ``_fit`` can be undone.
 
-
-def _snapshot_state(state):
-    """A copy of ``state`` (an estimator's ``__dict__``) that ``_fit`` cannot touch.
-
-    Attributes that ``_fit`` reassigns are shared; those it updates in place
-    are deep-copied together, so the copied optimiser refers to the copied
-    network's parameters.
+    ``_fit`` reassigns most attributes (the shallow copy of ``__dict__`` keeps
+    the old values) but updates some objects in place: the network's weights,
+    the optimiser's state, the history's lists, the random stream. Their
+    values are copied (tensors cloned: cheaper than deep-copying the module
+    and the optimiser, which matters for many small ``partial_fit`` calls)
+    and written back into the same objects, so the optimiser still refers to
+    the network's parameters.
     """
-    snapshot = dict(state)
-    mutable = {key: state[key] for key in _MUTATED_IN_FIT if key in state}
-    snapshot.update(copy.deepcopy(mutable))
-    return snapshot
+
+    def __init__(self, vae):
+        state = vae.__dict__
+        self.state = dict(state)
+        module = state.get("module_")
+        self.module = None
+        if module is not None:
+            device = next(module.parameters()).device
+            self.module = (module, device, _clone_tensors(module.state_dict()))
+        optimizer = state.get("_optimizer")
+        self.optimizer = None
+        if optimizer is not None:
+            self.optimizer = (optimizer, _clone_tensors(optimizer.state_dict()))
+        # A state dict (after unpickling) whose tensors Adam may adopt as is.
+        self.optimizer_state = _clone_tensors(state.get("_optimizer_state"))
+        history = state.get("_history")
+        self.history = None
+        if history is not None:
+            self.history = dataclasses.replace(
+                history,
+                **{
+                    f.name: list(getattr(history, f.name))
+                    for f in dataclasses.fields(history)
+                    if isinstance(getattr(history, f.name), list)
+                },
+            )
+        # The stream, and a RandomState passed as random_state (which a fit
+        # draws from directly): rewound in place.
+        self.streams = [
+            (stream, stream.get_state())
+            for stream in {
+                id(stream): stream
+                for stream in (state.get("_random_state"), vae.random_state)
+                if isinstance(stream, np.random.RandomState)
+            }.values()
+        ]
+
+    @property
+    def fitted(self):
+        return "module_" in self.state
+
+    def restore(self, vae):
+        vae.__dict__.clear()
+        vae.__dict__.update(self.state)
+        if self.module is not None:
+            module, device, tensors = self.module
+            module.to(device)
+            module.load_state_dict(tensors)
+            module.eval()
+        if self.optimizer is not None:
+            optimizer, optimizer_state = self.optimizer
+            optimizer.load_state_dict(optimizer_state)
+        if "_optimizer_state" in self.state:
+            vae._optimizer_state = self.optimizer_state
+        if self.history is not None:
+            vae._history = self.history
+        for stream, stream_state in self.streams:
+            stream.set_state(stream_state)
+
+
+def _clone_tensors(obj):
+    """``obj`` with every tensor in it cloned (dicts, lists, tuples walked)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {key: _clone_tensors(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_clone_tensors(value) for value in obj)
+    return obj
 
 
 def check_numeric_input(X, name="X"):

@@ -199,3 +199,35 @@ def test_partial_fit_refuses_early_stopping(X):
         fitted.partial_fit(X)
     _assert_same_state(before, _state(fitted))
     assert hasattr(fitted.set_params(early_stopping=False), "partial_fit")
+
+
+def test_a_random_state_instance_is_rewound_by_a_failed_fit(X):
+    stream = np.random.RandomState(3)
+    expected = np.random.RandomState(3).get_state()[1]
+    vae = _vae(random_state=stream, learning_rate_init=10.0, max_iter=20)
+    with pytest.raises(ValueError, match="diverged"):
+        vae.fit(X)
+    np.testing.assert_array_equal(stream.get_state()[1], expected)
+
+
+def test_failed_partial_fit_after_unpickling_keeps_the_optimiser_state(X):
+    import pickle
+
+    fitted = _fit_quietly(_vae(), X, "partial_fit")
+    _fit_quietly(fitted, X, "partial_fit")
+    vae = pickle.loads(pickle.dumps(fitted))
+    before = _state(vae)
+    vae.set_params(learning_rate_init=1e3)
+    with pytest.raises(ValueError, match="diverged.*previous weights"):
+        for _ in range(30):
+            vae.partial_fit(X * 1e4)
+    vae.set_params(learning_rate_init=1e-3)
+    if "_optimizer_state" in before and before["_optimizer_state"] is not None:
+        # Adam may adopt the unpickled state's tensors: they must be intact.
+        np.testing.assert_equal(
+            _state(vae)["_optimizer_state"], before["_optimizer_state"]
+        )
+    twin = pickle.loads(pickle.dumps(fitted))
+    _fit_quietly(twin, X, "partial_fit")
+    _fit_quietly(vae, X, "partial_fit")
+    np.testing.assert_array_equal(vae.transform(X), twin.transform(X))
