@@ -153,7 +153,7 @@ def methods(vae, X, Z, per_sample_rows):
             lambda: per_sample_loop(vae, subset),
         ),
         "decoder_jacobian": (
-            "`decoder_jacobian` (vmap of jacfwd)",
+            "`decoder_jacobian` (double-backward JVPs)",
             n,
             lambda: decoder_jacobian(vae, Z),
         ),

@@ -10,6 +10,21 @@ import torch
 import torch.nn.functional as F
 
 LIKELIHOODS = ("gaussian", "bernoulli", "calibrated_gaussian")
+# The likelihoods that negative_log_likelihood_and_grad has a closed form for,
+# with whether each has a learned scale. A likelihood added to LIKELIHOODS and
+# negative_log_likelihood only trains with autograd until it is added here.
+CLOSED_FORM_GRADIENTS = {
+    "gaussian": False,
+    "bernoulli": False,
+    "calibrated_gaussian": True,
+}
+
+
+def _unknown_likelihood(likelihood):
+    return ValueError(
+        f"Unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}."
+    )
+
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 # Floor of the learned decoder scale: keeps the calibrated Gaussian's density
@@ -32,6 +47,8 @@ def negative_log_likelihood(likelihood, decoded, x, log_scale=None):
     """
     if likelihood == "bernoulli":
         return F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
+    if likelihood not in ("gaussian", "calibrated_gaussian"):
+        raise _unknown_likelihood(likelihood)
     squared = torch.square(x - decoded)
     if likelihood == "calibrated_gaussian":
         log_scale = torch.clamp(log_scale, min=MIN_LOG_SCALE)
@@ -53,7 +70,20 @@ def negative_log_likelihood_and_grad(likelihood, decoded, x, log_scale, scale):
     grad_decoded : tensor of the shape of ``decoded``
     grad_log_scale : tensor of shape (n_features,) or None
         None unless ``likelihood='calibrated_gaussian'``.
+
+    Raises
+    ------
+    ValueError
+        For a likelihood not in ``CLOSED_FORM_GRADIENTS``: never a silent
+        Gaussian gradient for a likelihood that is not Gaussian.
     """
+    if likelihood not in CLOSED_FORM_GRADIENTS:
+        raise ValueError(
+            f"No closed-form gradient for likelihood {likelihood!r}; there is "
+            f"one for {sorted(CLOSED_FORM_GRADIENTS)}. Train it with autograd "
+            "(skvae._training.train_step), or add its gradient here and to "
+            "CLOSED_FORM_GRADIENTS."
+        )
     if likelihood == "bernoulli":
         total = F.binary_cross_entropy_with_logits(decoded, x, reduction="sum")
         return total, torch.sigmoid(decoded).sub_(x).mul_(scale), None
@@ -136,9 +166,14 @@ def elbo(module, likelihood, x, eps):
 
     Returns
     -------
-    tensor of shape (n,)
+    tensor of shape (n,), float64
         ``E_q[log p(x | z)] - KL(q(z | x) || p(z))``, features summed, KL with
-        weight one, the expectation averaged over the draws.
+        weight one, the expectation averaged over the draws. The sums over
+        features, draws and latent dimensions, and the KL term itself, are
+        computed in float64 whatever the module's dtype: a float32 sum of
+        large but finite terms would overflow (or lose the small terms) long
+        before the terms themselves do. Non-finite where even that overflows
+        (inputs far outside the training data); callers check.
     """
     mean, logvar = module.encode(x)
     std = torch.exp(0.5 * logvar)
@@ -147,5 +182,6 @@ def elbo(module, likelihood, x, eps):
     decoded = module.decode(z)
     target = x.unsqueeze(0).expand_as(decoded)
     nll = negative_log_likelihood(likelihood, decoded, target, module.log_scale)
-    expected_loglik = -nll.sum(dim=-1).mean(dim=0)
-    return expected_loglik - kl_divergence(mean, logvar).sum(dim=-1)
+    expected_loglik = -nll.sum(dim=-1, dtype=torch.float64).mean(dim=0)
+    kl = kl_divergence(mean.double(), logvar.double())
+    return expected_loglik - kl.sum(dim=-1)

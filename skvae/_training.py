@@ -21,6 +21,7 @@ from torch import nn
 from torch.optim import optimizer as optim_module
 
 from ._losses import (
+    CLOSED_FORM_GRADIENTS,
     elbo,
     kl_divergence_and_grad,
     loss_terms,
@@ -36,6 +37,10 @@ from ._progress import Progress, epoch_note
 # The default model (about 10.8k weights) at batch 128 needs about 8 MFLOP.
 # See benchmarks/README.md for the measurements behind the value.
 SINGLE_THREAD_MAX_FLOPS = 64e6
+
+
+class DivergenceError(ValueError):
+    """The loss or the weights stopped being finite during training."""
 
 
 @dataclass
@@ -124,12 +129,13 @@ def run_single_epoch(
 def make_train_step(module, optimizer, objective):
     """The fastest correct training step for ``module``.
 
-    A plain :class:`~skvae._modules.VAEModule` gets :class:`HandBackprop`;
-    anything else (a subclass, hooks, frozen parameters) gets the autograd
-    :func:`train_step`. Both map ``(x, eps, kl_weight)`` to the detached sums
+    A plain :class:`~skvae._modules.VAEModule` with a likelihood that
+    :meth:`HandBackprop.supports` lists gets :class:`HandBackprop`; anything
+    else (a subclass, hooks, frozen parameters, another likelihood) gets the
+    autograd :func:`train_step`. Both map ``(x, eps, kl_weight)`` to the detached sums
     ``[sum of recon_mean, sum of kl]`` over the batch.
     """
-    if HandBackprop.supports(module):
+    if HandBackprop.supports(module, objective.likelihood):
         return HandBackprop(module, optimizer, objective)
     return partial(train_step, module, optimizer, objective)
 
@@ -149,10 +155,21 @@ class HandBackprop:
     """
 
     @staticmethod
-    def supports(module):
-        """Whether ``module`` is exactly what this step knows how to differentiate."""
-        return is_plain_vae(module) and all(
-            p.requires_grad for p in module.parameters()
+    def supports(module, likelihood):
+        """Whether ``(module, likelihood)`` is a pair this step can differentiate.
+
+        The pairs are explicit: a plain ``VAEModule`` (see :func:`is_plain_vae`)
+        whose parameters all train, with a likelihood of
+        ``CLOSED_FORM_GRADIENTS`` and a learned decoder scale exactly when that
+        likelihood has one. Anything else trains with autograd.
+        """
+        if likelihood not in CLOSED_FORM_GRADIENTS:
+            return False
+        learns_scale = getattr(module, "log_scale", None) is not None
+        return (
+            learns_scale == CLOSED_FORM_GRADIENTS[likelihood]
+            and is_plain_vae(module)
+            and all(p.requires_grad for p in module.parameters())
         )
 
     def __init__(self, module, optimizer, objective):
@@ -496,7 +513,7 @@ def fit_loop(
                     step=step,
                 )
             if not all(map(_isfinite, (loss, recon, kl))):
-                raise ValueError(
+                raise DivergenceError(
                     f"Training diverged at epoch {epoch + 1}: the loss is not finite "
                     f"(reconstruction={recon}, kl={kl}). Lower learning_rate_init, "
                     "or scale the input (e.g. StandardScaler or MinMaxScaler)."

@@ -1,6 +1,8 @@
 """The scikit-learn estimator: validation, state and the public API."""
 
 import copy
+import dataclasses
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -13,14 +15,22 @@ from sklearn.base import (
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._compat import Interval, StrOptions, _fit_context
 from ._inference import inference_view
+from ._interrupt import deferred_interrupts, prime_lazy_imports
 from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
 from ._persistence import plain_state, torch_state
-from ._training import Objective, TrainingHistory, fit_loop, make_adam
+from ._training import (
+    DivergenceError,
+    Objective,
+    TrainingHistory,
+    fit_loop,
+    make_adam,
+)
 
 # A latent dimension whose mean KL divergence on the training data is below this
 # many nats carries (almost) no information about the input: it is "inactive"
@@ -75,6 +85,12 @@ class TrainingInterruptedWarning(UserWarning):
     of the last completed step. Turn this warning into an error to stop a whole
     grid search instead of a single fit.
 
+    Only the training loop is interruptible: a Ctrl-C in the main thread
+    before it (while the network and optimiser are built, and torch imports
+    what it imports lazily) or after it (the diagnostics such as
+    ``kl_per_dimension_``) is honoured once that part is done, so the model is
+    always consistent: untrained with ``n_iter_ == 0`` when no epoch ran.
+
     Examples
     --------
     >>> import warnings
@@ -84,6 +100,17 @@ class TrainingInterruptedWarning(UserWarning):
     True
     >>> warnings.resetwarnings()
     """
+
+
+def _no_early_stopping(vae):
+    """``partial_fit`` exists only without early stopping, as in MLPRegressor."""
+    if vae.early_stopping:
+        raise AttributeError(
+            "partial_fit does not support early_stopping=True: each call is one "
+            "epoch over its chunk, with no held-out data to stop on. Set "
+            "early_stopping=False for partial_fit, or use fit."
+        )
+    return True
 
 
 class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -352,15 +379,27 @@ default='gaussian'
         -------
         self : VAETransformer
             The fitted estimator.
-        """
-        return self._fit(X, incremental=False)
 
+        Raises
+        ------
+        ValueError
+            If training diverges (the loss or the weights stop being finite).
+            This call, like any call of ``fit`` that raises, then leaves the
+            estimator exactly as it was before it: unfitted, or with its
+            previous weights, optimiser state, curves and attributes.
+        """
+        return self._fit_all_or_nothing(X, incremental=False)
+
+    @available_if(_no_early_stopping)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Update the model with one epoch over ``X``.
 
         For data that arrives in chunks. The first call initialises the model;
         the optimiser's state and the random stream carry over between calls.
+        With ``early_stopping=True`` there is no ``partial_fit`` (an
+        AttributeError says so, and ``hasattr`` is False): a chunk is one epoch
+        and there is no held-out data to stop on. MLPRegressor refuses it too.
 
         Parameters
         ----------
@@ -372,17 +411,63 @@ default='gaussian'
         Returns
         -------
         self : VAETransformer
-            The updated estimator.
+            The updated estimator. A call that raises (e.g. on divergence)
+            leaves it as it was before that call.
         """
-        return self._fit(X, incremental=True)
+        return self._fit_all_or_nothing(X, incremental=True)
 
-    def _fit(self, X, incremental):
+    def _fit_all_or_nothing(self, X, incremental):
+        """``_fit``, but a call that raises leaves ``self`` exactly as it was.
+
+        ``_fit`` updates the network, the optimiser, the history and the random
+        stream in place; a snapshot of them (one copy, so the optimiser still
+        refers to the snapshot's parameters) goes back into ``self.__dict__`` on
+        any exception. A fit whose weights end up not finite counts as diverged.
+        """
+        # Ctrl-C outside the training loop is deferred until the state is
+        # consistent (_interrupt.py): no half-built estimator, no half-imported
+        # module, no diagnostics of other weights.
+        with deferred_interrupts() as interrupts:
+            prime_lazy_imports()
+            return self._fit_or_restore(X, incremental, interrupts)
+
+    def _fit_or_restore(self, X, incremental, interrupts):
+        snapshot = _Snapshot(self)
+        try:
+            self._fit(X, incremental, interrupts)
+            if not all(
+                bool(torch.isfinite(p).all()) for p in self.module_.parameters()
+            ):
+                raise DivergenceError(
+                    "Training diverged: the weights are not finite after "
+                    f"{self.n_iter_} epochs. Lower learning_rate_init (now "
+                    f"{self.learning_rate_init!r}), or scale the input (e.g. "
+                    "StandardScaler or MinMaxScaler)."
+                )
+        except BaseException as exc:
+            snapshot.restore(self)
+            if isinstance(exc, DivergenceError):
+                kept = (
+                    "(it is still unfitted)."
+                    if not snapshot.fitted
+                    else "(its previous weights, optimiser state and curves)."
+                )
+                kept = f"The estimator keeps its state from before this call {kept}"
+                raise ValueError(f"{exc} {kept}") from None
+            raise
+        return self
+
+    def _fit(self, X, incremental, interrupts):
         first_pass = not hasattr(self, "module_") or not (
             self.warm_start or incremental
         )
+        _check_integer_params(self)
+        check_numeric_input(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_pass)
         self._check_support(X)
         hidden = self._check_hidden_layer_sizes()
+        if first_pass:
+            _check_network_size(self.n_features_in_, self.n_components, hidden)
         if first_pass or not incremental:
             # A fresh stream per fit; partial_fit calls continue the first one's.
             self._random_state = check_random_state(self.random_state)
@@ -424,7 +509,11 @@ default='gaussian'
             score_eps = _score_noise(self.n_components, torch.float32, device)
 
         generator = torch.Generator(device=device).manual_seed(seed)
+        status = "interrupted"
         try:
+            if interrupts.pending:
+                raise KeyboardInterrupt  # Ctrl-C before the loop: no epoch run.
+            interrupts.allow()
             status = fit_loop(
                 self.module_,
                 optimizer,
@@ -441,9 +530,15 @@ default='gaussian'
                 check_convergence=not incremental,
                 verbose=self.verbose,
             )
+        except KeyboardInterrupt:
+            # Before fit_loop's own handler: nothing was trained.
+            status = "interrupted"
         finally:
+            interrupts.defer()
             self.module_.eval()
         self._set_fitted_attributes(X)
+        if interrupts.pending:
+            status = "interrupted"
         if self.verbose and not incremental:
             from ._progress import fit_summary, stop_reason
 
@@ -460,20 +555,21 @@ default='gaussian'
                 ),
                 flush=True,
             )
-        # Warnings point at the caller of fit: _fit <- fit <- _fit_context <- user.
+        # Warnings point at the caller of fit: _fit <- _fit_or_restore <-
+        # _fit_all_or_nothing <- fit <- _fit_context <- user.
         if status == "interrupted":
             warnings.warn(
                 "Training interrupted by user; the model keeps the weights of the "
                 f"last completed step (after {self.n_iter_} epochs).",
                 TrainingInterruptedWarning,
-                stacklevel=4,
+                stacklevel=6,
             )
         elif status == "max_iter" and not incremental:
             warnings.warn(
                 f"Stochastic optimizer: Maximum iterations ({self.max_iter}) reached "
                 "and the optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=4,
+                stacklevel=6,
             )
         if not incremental:
             self._warn_if_collapsed()
@@ -563,7 +659,7 @@ default='gaussian'
             "information about the input. Raise recon_weight (now "
             f"{self.recon_weight!r}) or lower beta (now {self.beta!r}).",
             PosteriorCollapseWarning,
-            stacklevel=5,
+            stacklevel=7,
         )
 
     # ------------------------------------------------------------ inference
@@ -582,8 +678,9 @@ default='gaussian'
             Posterior means, with the dtype of ``X`` (float32 or float64).
         """
         check_is_fitted(self)
+        check_numeric_input(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._map_rows(_posterior_mean, X)
+        return self._map_rows_finite(_posterior_mean, X, "transform")
 
     def inverse_transform(self, X):
         """Decode latent codes into the decoder's mean.
@@ -600,6 +697,7 @@ default='gaussian'
             follows the input (float32 or float64).
         """
         check_is_fitted(self)
+        check_numeric_input(X, "Z")
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="Z")
         if Z.shape[1] != self.n_components:
             raise ValueError(
@@ -608,8 +706,10 @@ default='gaussian'
                 "the output of transform."
             )
         likelihood = self.likelihood
-        return self._map_rows(
-            lambda module, z: decoder_mean(likelihood, module.decode(z)), Z
+        return self._map_rows_finite(
+            lambda module, z: decoder_mean(likelihood, module.decode(z)),
+            Z,
+            "inverse_transform",
         )
 
     def score_samples(self, X):
@@ -630,9 +730,19 @@ default='gaussian'
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            ELBO of each sample; higher is better.
+            ELBO of each sample; higher is better. Always finite: the sums
+            are taken in float64, and float32 rows whose activations overflow
+            are scored in float64.
+
+        Raises
+        ------
+        ValueError
+            If the ELBO of some rows is not representable in the dtype of
+            ``X`` (rows far outside the training data); the message names
+            their indices.
         """
         check_is_fitted(self)
+        check_numeric_input(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         self._check_support(X)
         likelihood = self.likelihood
@@ -642,7 +752,7 @@ default='gaussian'
             return elbo(module, likelihood, x, eps).unsqueeze(1)
 
         chunk = max(1, _INFERENCE_CHUNK // (2 * _N_SCORE_PAIRS))
-        return self._map_rows(row_elbo, X, chunk_size=chunk)[:, 0]
+        return self._map_rows_finite(row_elbo, X, "score_samples", chunk)[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO of ``X`` in nats (see :meth:`score_samples`).
@@ -677,7 +787,11 @@ default='gaussian'
             Decoder means of the draws (probabilities for 'bernoulli').
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, Integral)
+            or n_samples < 1
+        ):
             raise ValueError(
                 f"n_samples must be a positive integer, got {n_samples!r}."
             )
@@ -685,6 +799,31 @@ default='gaussian'
         return self.inverse_transform(
             rng.standard_normal((n_samples, self.n_components))
         )
+
+    def _map_rows_finite(self, fn, X, what, chunk_size=_INFERENCE_CHUNK):
+        """``_map_rows``, but finite input never gives a silent NaN or infinity.
+
+        float32 activations overflow first (``exp(logvar / 2)`` at about 500
+        times the training scale): rows whose result is not finite are redone
+        in float64; rows still not finite, or not representable in the dtype
+        of ``X``, raise a ValueError that names them.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = self._map_rows(fn, X, chunk_size)
+            bad = np.flatnonzero(~np.all(np.isfinite(out), axis=1))
+            if bad.size and X.dtype != np.float64:
+                out[bad] = self._map_rows(fn, X[bad].astype(np.float64), chunk_size)
+                bad = bad[~np.all(np.isfinite(out[bad]), axis=1)]
+        if bad.size:
+            raise ValueError(
+                f"{what} gives NaN or infinity for {bad.size} of {X.shape[0]} rows "
+                f"(row indices {_some(bad)}) in {X.dtype}: these rows lie far "
+                "outside the training data (largest |value| in them "
+                f"{float(np.max(np.abs(X[bad]))):.3g}), or the model's weights are "
+                "not finite (a diverged fit). Scale X as the training data was, "
+                "pass float64 X, or treat these rows as outliers."
+            )
+        return out
 
     def _map_rows(self, fn, X, chunk_size=_INFERENCE_CHUNK):
         """Apply ``fn(module, x_chunk)`` to ``X`` in row chunks; numpy out.
@@ -784,6 +923,176 @@ def _score_noise(n_components, dtype, device):
     return torch.cat([eps, -eps]).to(device)
 
 
+class _Snapshot:
+    """What an estimator holds, kept so that a failed ``_fit`` can be undone.
+
+    ``_fit`` reassigns most attributes (the shallow copy of ``__dict__`` keeps
+    the old values) but updates some objects in place: the network's weights,
+    the optimiser's state, the history's lists, the random stream. Their
+    values are copied (tensors cloned: cheaper than deep-copying the module
+    and the optimiser, which matters for many small ``partial_fit`` calls)
+    and written back into the same objects, so the optimiser still refers to
+    the network's parameters.
+    """
+
+    def __init__(self, vae):
+        state = vae.__dict__
+        self.state = dict(state)
+        module = state.get("module_")
+        self.module = None
+        if module is not None:
+            device = next(module.parameters()).device
+            self.module = (module, device, _clone_tensors(module.state_dict()))
+        optimizer = state.get("_optimizer")
+        self.optimizer = None
+        if optimizer is not None:
+            self.optimizer = (optimizer, _clone_tensors(optimizer.state_dict()))
+        # A state dict (after unpickling) whose tensors Adam may adopt as is.
+        self.optimizer_state = _clone_tensors(state.get("_optimizer_state"))
+        history = state.get("_history")
+        self.history = None
+        if history is not None:
+            self.history = dataclasses.replace(
+                history,
+                **{
+                    f.name: list(getattr(history, f.name))
+                    for f in dataclasses.fields(history)
+                    if isinstance(getattr(history, f.name), list)
+                },
+            )
+        # The stream, and a RandomState passed as random_state (which a fit
+        # draws from directly): rewound in place.
+        self.streams = [
+            (stream, stream.get_state())
+            for stream in {
+                id(stream): stream
+                for stream in (state.get("_random_state"), vae.random_state)
+                if isinstance(stream, np.random.RandomState)
+            }.values()
+        ]
+
+    @property
+    def fitted(self):
+        return "module_" in self.state
+
+    def restore(self, vae):
+        vae.__dict__.clear()
+        vae.__dict__.update(self.state)
+        if self.module is not None:
+            module, device, tensors = self.module
+            module.to(device)
+            module.load_state_dict(tensors)
+            module.eval()
+        if self.optimizer is not None:
+            optimizer, optimizer_state = self.optimizer
+            optimizer.load_state_dict(optimizer_state)
+        if "_optimizer_state" in self.state:
+            vae._optimizer_state = self.optimizer_state
+        if self.history is not None:
+            vae._history = self.history
+        for stream, stream_state in self.streams:
+            stream.set_state(stream_state)
+
+
+def _clone_tensors(obj):
+    """``obj`` with every tensor in it cloned (dicts, lists, tuples walked)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {key: _clone_tensors(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_clone_tensors(value) for value in obj)
+    return obj
+
+
+def check_numeric_input(X, name="X"):
+    """Refuse what validation would silently take as numbers.
+
+    ``check_array`` converts datetime64 and timedelta64 values to their
+    integer counts and drops the mask of a masked array; neither is data a VAE
+    can model as it stands.
+    """
+    if np.ma.isMaskedArray(X) and np.ma.getmaskarray(X).any():
+        raise ValueError(
+            f"{name} is a masked array with {int(np.ma.count_masked(X))} masked "
+            "values; the mask would be ignored. Drop or impute them first, e.g. "
+            f"{name}.filled(value) or SimpleImputer on {name}.filled(np.nan)."
+        )
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and not hasattr(dtypes, "kind"):  # a DataFrame
+        columns = [
+            str(column)
+            for column, dtype in dtypes.items()
+            if getattr(dtype, "kind", None) in ("M", "m")
+        ]
+    else:
+        kind = getattr(getattr(X, "dtype", None), "kind", None)
+        columns = ["all"] if kind in ("M", "m") else []
+    if columns:
+        raise TypeError(
+            f"{name} holds dates or durations (datetime64/timedelta64; columns: "
+            f"{', '.join(columns)}), which would be taken as raw integer counts. "
+            "Convert them to numeric features first, e.g. elapsed seconds or "
+            "calendar features, scaled like the rest."
+        )
+
+
+_INTEGER_PARAMS = (
+    "n_components",
+    "kl_warmup",
+    "max_iter",
+    "batch_size",
+    "n_iter_no_change",
+)
+
+
+def _check_integer_params(vae):
+    # bool is an Integral: n_components=True would silently mean 1.
+    for name in _INTEGER_PARAMS:
+        value = getattr(vae, name)
+        if isinstance(value, bool | np.bool_):
+            raise ValueError(
+                f"{name} must be a positive integer, got the boolean {value!r}; "
+                f"pass an int, e.g. {name}={int(value) or 1}."
+            )
+
+
+# Width of a layer beyond which torch's matrix kernels index with 32 bits.
+_MAX_WIDTH = 2**31 - 1
+
+
+def _check_network_size(n_features, n_components, hidden):
+    """Refuse networks that cannot be built, before torch tries to allocate them."""
+    sizes = [n_features, *hidden, 2 * n_components]
+    if max(sizes) > _MAX_WIDTH:
+        raise ValueError(
+            f"hidden_layer_sizes={tuple(hidden)!r} (with n_features={n_features}, "
+            f"n_components={n_components}) has a layer wider than {_MAX_WIDTH}, "
+            "more than torch's kernels can index; use smaller layers."
+        )
+    n_weights = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    n_weights *= 2  # the decoder mirrors the encoder
+    # Weights, gradients and Adam's two moments, in float32.
+    needed = 16 * n_weights
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        available = None
+    if available is not None and needed > available:
+        raise ValueError(
+            f"hidden_layer_sizes={tuple(hidden)!r} gives about {n_weights:.3g} "
+            f"weights; training them needs about {needed / 2**30:.3g} GiB "
+            "(weights, gradients and Adam's moments in float32), more than this "
+            f"machine's {available / 2**30:.3g} GiB of memory. Use smaller layers."
+        )
+
+
+def _some(indices, limit=10):
+    """The first ``limit`` of ``indices`` as a short string for an error message."""
+    shown = ", ".join(str(int(i)) for i in indices[:limit])
+    return f"[{shown}{', ...' if len(indices) > limit else ''}]"
+
+
 def _split_indices(n_samples, validation_fraction, random_state):
     n_val = int(round(validation_fraction * n_samples))
     if n_val < 1 or n_val >= n_samples:
@@ -809,6 +1118,11 @@ def _resolve_device(device):
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was requested but CUDA is not available on this "
+            "machine; use device='cpu' or device='auto'."
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but MPS is not available on this "
             "machine; use device='cpu' or device='auto'."
         )
     if resolved.type not in ("cpu", "cuda", "mps"):

@@ -4,6 +4,8 @@ import torch
 from scipy import stats
 
 from skvae._losses import (
+    CLOSED_FORM_GRADIENTS,
+    LIKELIHOODS,
     MIN_LOG_SCALE,
     decoder_mean,
     elbo,
@@ -105,7 +107,7 @@ def test_elbo_rows_are_independent_and_match_a_loop():
     assert batch[0].item() == pytest.approx(np.mean(logliks) - kl, rel=1e-9)
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli", "calibrated_gaussian"])
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
 def test_closed_form_nll_gradients_match_autograd(likelihood):
     decoded = torch.tensor(rng.normal(scale=2, size=(6, 5)), requires_grad=True)
     x = torch.tensor(rng.uniform(size=(6, 5)))
@@ -117,6 +119,11 @@ def test_closed_form_nll_gradients_match_autograd(likelihood):
     scale = 0.37
     nll = negative_log_likelihood(likelihood, decoded, x, log_scale).sum()
     (scale * nll).backward()
+    if likelihood not in CLOSED_FORM_GRADIENTS:
+        # Registered without a closed form: refused, so training uses autograd.
+        with pytest.raises(ValueError, match="No closed-form gradient"):
+            negative_log_likelihood_and_grad(likelihood, decoded, x, log_scale, 1)
+        return
 
     total, grad, grad_log_scale = negative_log_likelihood_and_grad(
         likelihood,
@@ -145,3 +152,11 @@ def test_closed_form_kl_gradients_match_autograd():
     torch.testing.assert_close(total, kl.detach())
     torch.testing.assert_close(grad_mean, mean.grad)
     torch.testing.assert_close(grad_logvar, logvar.grad)
+
+
+def test_unknown_likelihood_is_an_error_not_a_gaussian():
+    decoded, x = torch.zeros(2, 3), torch.zeros(2, 3)
+    with pytest.raises(ValueError, match="No closed-form gradient.*'poisson'"):
+        negative_log_likelihood_and_grad("poisson", decoded, x, None, 1.0)
+    with pytest.raises(ValueError, match="Unknown likelihood 'poisson'"):
+        negative_log_likelihood("poisson", decoded, x)

@@ -6,7 +6,7 @@ import torch
 
 import skvae._training
 from skvae import VAETransformer
-from skvae._losses import loss_terms
+from skvae._losses import CLOSED_FORM_GRADIENTS, LIKELIHOODS, loss_terms
 from skvae._modules import ACTIVATIONS, VAEModule
 from skvae._training import (
     SINGLE_THREAD_MAX_FLOPS,
@@ -19,8 +19,6 @@ from skvae._training import (
     train_step,
     training_threads,
 )
-
-LIKELIHOODS = ["gaussian", "bernoulli", "calibrated_gaussian"]
 
 
 class _NoStep:
@@ -65,7 +63,11 @@ def test_hand_backprop_matches_autograd(likelihood, activation):
     x, eps = _batch()
     objective = Objective(likelihood, 2.5, 1.0, 0, x.shape[1])
     module = _module(likelihood, activation)
-    assert HandBackprop.supports(module)
+    if likelihood not in CLOSED_FORM_GRADIENTS:
+        # Registered without a closed-form gradient: trained by autograd.
+        assert not HandBackprop.supports(module, likelihood)
+        return
+    assert HandBackprop.supports(module, likelihood)
     no_step = _NoStep()
     no_step.params = list(module.parameters())
 
@@ -111,9 +113,30 @@ def test_unsupported_modules_fall_back_to_autograd():
     with_dropout = _module("gaussian")
     with_dropout.encoder.insert(1, torch.nn.Dropout(0.5))
     for unsupported in (subclass, hooked, frozen, with_dropout):
-        assert not HandBackprop.supports(unsupported)
+        assert not HandBackprop.supports(unsupported, "gaussian")
         step = make_train_step(unsupported, optimizer, objective)
         assert step.func is train_step
+
+
+@pytest.mark.parametrize(
+    "module_likelihood, likelihood",
+    [
+        # A likelihood without a closed-form gradient (a new one, say).
+        ("gaussian", "poisson"),
+        # A learned scale with a likelihood that has none, and the reverse.
+        ("calibrated_gaussian", "gaussian"),
+        ("gaussian", "calibrated_gaussian"),
+    ],
+)
+def test_unsupported_pairs_fall_back_to_autograd(module_likelihood, likelihood):
+    module = _module(module_likelihood)
+    assert not HandBackprop.supports(module, likelihood)
+    objective = Objective(likelihood, 7.0, 1.0, 0, 7)
+    assert make_train_step(module, _NoStep(), objective).func is train_step
+
+
+def test_closed_form_registry_is_within_the_likelihoods():
+    assert set(CLOSED_FORM_GRADIENTS) <= set(LIKELIHOODS)
 
 
 def _adam_pair():

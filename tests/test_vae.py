@@ -117,7 +117,7 @@ def test_global_rngs_untouched(gaussian_data):
     np_state = np.random.get_state()[1].copy()
     torch_state = torch.get_rng_state().clone()
     vae = _vae(early_stopping=True, random_state=0).fit(gaussian_data)
-    vae.partial_fit(gaussian_data)
+    vae.set_params(early_stopping=False).partial_fit(gaussian_data)
     vae.transform(gaussian_data)
     vae.score_samples(gaussian_data)
     vae.sample(5, random_state=1)

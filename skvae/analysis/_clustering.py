@@ -207,7 +207,20 @@ def _codes_and_kl(estimator, X):
     with torch.no_grad():
         for rows in chunks(X_vae.shape[0], DEFAULT_BATCH_SIZE):
             mean, logvar = module.encode(to_tensor(X_vae[rows], X_vae.dtype, device))
-            kl = kl_divergence(mean, logvar).cpu().numpy()
+            # In float64: exp(logvar) overflows float32 already at logvar > 88.
+            kl = kl_divergence(mean.double(), logvar.double()).cpu().numpy()
+            overflowed = np.flatnonzero(~np.all(np.isfinite(kl), axis=1))
+            if overflowed.size:
+                # An overflow is not information: refuse rather than count it
+                # as an active unit.
+                indices = overflowed[:10] + rows.start
+                raise ValueError(
+                    "The KL divergence of the posterior from the prior overflows "
+                    f"for rows of X (row indices {indices.tolist()}"
+                    f"{', ...' if overflowed.size > 10 else ''}): they lie far "
+                    "outside the training "
+                    "data (e.g. unscaled input). Scale X as the training data was."
+                )
             total += kl.sum(axis=0, dtype=np.float64)
     return Z, total / X_vae.shape[0]
 
@@ -219,7 +232,21 @@ def _check_labels(y, Z):
         )
     y = column_or_1d(y, warn=True)
     check_consistent_length(Z, y)
-    n_labels = np.unique(y).shape[0]
+    missing = y != y if y.dtype.kind in "fc" else [v is None or v != v for v in y]
+    if y.dtype.kind in "fcO" and np.any(missing):
+        raise ValueError(
+            f"y contains {int(np.sum(missing))} missing labels (NaN or None); "
+            "every sample needs a class label. Drop those samples or give them "
+            "a label of their own."
+        )
+    try:
+        n_labels = np.unique(y).shape[0]
+    except TypeError as exc:
+        kinds = sorted({type(v).__name__ for v in y})
+        raise TypeError(
+            f"y mixes label types ({', '.join(kinds)}) that cannot be compared; "
+            "use labels of one type, e.g. y.astype(str)."
+        ) from exc
     n_samples = Z.shape[0]
     if not 2 <= n_labels < n_samples:
         raise ValueError(

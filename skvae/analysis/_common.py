@@ -36,7 +36,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._vae import VAETransformer
+from .._vae import VAETransformer, check_numeric_input
 
 # Rows per chunk when a call does not say: bounds the memory of the
 # intermediate tensors, never the size of the result.
@@ -125,6 +125,7 @@ def to_vae_input(estimator, X, *, derivative=False, input_space="pipeline"):
     check_input_space(input_space)
     vae, steps = resolve_vae(estimator)
     derivative = derivative and input_space == "pipeline"
+    check_numeric_input(X)
     if derivative:
         for step in steps:
             _check_supported(step)
@@ -246,6 +247,7 @@ def input_feature_names(estimator, input_space="pipeline"):
 
 def check_codes(vae, Z, name="Z"):
     """Validate latent codes: a 2-D float array with ``n_components`` columns."""
+    check_numeric_input(Z, name)
     Z = check_array(Z, dtype=[np.float64, np.float32], input_name=name)
     if Z.shape[1] != vae.n_components:
         raise ValueError(

@@ -113,6 +113,18 @@ def decoder_finite_differences(
     ):
         raise ValueError(f"step must be a positive finite number, got {step!r}.")
     vae_, steps, Z = _check_decoder_input(vae, Z)
+    # Below the spacing of the values the network computes with (relative to
+    # max(1, |z|)), z + step rounds to z, or the change is lost in the first
+    # layer's bias: the quotient is zero or noise.
+    resolution = np.finfo(Z.dtype).eps * max(1.0, float(np.max(np.abs(Z))))
+    if step < resolution:
+        raise ValueError(
+            f"step={step!r} is below the resolution of {Z.dtype} codes "
+            f"(eps * max(1, max |z|) = {resolution:.3g}): the differences would "
+            "be zero or rounding noise. Use a step well above it, about the "
+            "square root of eps (1e-3 for float32, 1e-5 for float64 codes), or "
+            "pass float64 Z."
+        )
     factor = output_derivative(steps, input_space)
     n_samples, n_components = Z.shape
     n_points = n_components + 1 if method == "forward" else 2 * n_components
@@ -150,10 +162,11 @@ def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
     """Jacobian of the decoder mean at latent codes ``Z``, by autograd.
 
     The exact counterpart of :func:`decoder_finite_differences`, computed by
-    forward-mode automatic differentiation (``torch.func.jacfwd``, vectorised
-    over the codes with ``torch.func.vmap``): one forward pass per latent
-    dimension, the cheap direction when ``n_components`` is smaller than
-    ``n_features``.
+    automatic differentiation: one Jacobian-vector product per latent
+    dimension, for all codes of a chunk at once, the cheap direction when
+    ``n_components`` is smaller than ``n_features``. Safe to call from several
+    threads on one model (the products use reverse-mode autograd only, not
+    torch's forward-mode AD, whose state is process-wide).
 
     Parameters
     ----------
@@ -368,19 +381,35 @@ def _forward_jacobian(vae, fn, Z, batch_size):
 
 
 def _forward_jacobian_blocks(vae, fn, Z, batch_size):
-    """Yield ``(rows, J[rows])``, the Jacobian of ``fn(module, z)``, by chunks."""
+    """Yield ``(rows, J[rows])``, the Jacobian of ``fn(module, z)``, by chunks.
+
+    Each column ``J v`` (``v`` a latent direction) is a Jacobian-vector product
+    computed with reverse mode only, by the double-backward trick: with ``u``
+    a dummy cotangent, ``g(u) = J^T u`` is one backward pass, and ``J v`` is
+    the gradient of ``g . v`` with respect to ``u``. That is exact, like
+    forward-mode AD, but unlike ``torch.func.jacfwd`` it is safe to run from
+    several threads at once: torch's forward-mode AD keeps process-wide state
+    (its dual level), reverse-mode autograd builds one graph per call. Rows do
+    not interact in the network, so each pass serves every row of the chunk.
+    """
     module, device = module_and_device(vae, Z.dtype)
-
-    def single(z):
-        # vmap hands one code of shape (n_components,); the module wants rows.
-        return fn(module, z.unsqueeze(0)).squeeze(0)
-
-    jacobian = torch.func.vmap(torch.func.jacfwd(single))
+    n_components = Z.shape[1]
     for rows in chunks(Z.shape[0], batch_size):
-        # no_grad: the weights need no graph; forward-mode AD is not affected.
-        with torch.no_grad():
-            block = jacobian(to_tensor(Z[rows], Z.dtype, device))
-        yield rows, block.cpu().numpy()
+        z = to_tensor(Z[rows], Z.dtype, device).requires_grad_(True)
+        # Grad mode is per thread: a caller's no_grad block must not stop it.
+        with torch.enable_grad():
+            out = fn(module, z)
+            cotangent = torch.zeros_like(out, requires_grad=True)
+            (vjp,) = torch.autograd.grad(out, z, cotangent, create_graph=True)
+            columns = []
+            for i in range(n_components):
+                direction = torch.zeros_like(z)
+                direction[:, i] = 1.0
+                (column,) = torch.autograd.grad(
+                    vjp, cotangent, direction, retain_graph=i + 1 < n_components
+                )
+                columns.append(column)
+        yield rows, torch.stack(columns, dim=-1).cpu().numpy()
 
 
 def _scale_rows(D, factor):
