@@ -1,12 +1,12 @@
 """Forward passes of a trained VAEModule for inference, with fewer memory passes.
 
 Knows torch and the layout of :class:`~skvae._modules.VAEModule` (the layer
-plan of :func:`skvae._training.mlp_layers`); nothing of numpy or scikit-learn.
+plan of :func:`skvae._modules.mlp_layers`); nothing of numpy or scikit-learn.
 """
 
 import torch
 
-from ._training import is_plain_vae, mlp_layers
+from ._modules import is_plain_vae, mlp_layers
 
 
 def inference_view(module):

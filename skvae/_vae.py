@@ -1,7 +1,10 @@
 """The scikit-learn estimator: validation, state and the public API."""
 
 import copy
+import threading
 import warnings
+import weakref
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -16,6 +19,18 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._compat import Interval, StrOptions, _fit_context
+from ._data import (
+    InMemoryRows,
+    RowSource,
+    StreamedRows,
+    block_ranges,
+    check_out_of_core,
+    chunk_rows,
+    format_rows,
+    is_out_of_core,
+    to_tensor,
+    torch_dtype,
+)
 from ._inference import inference_view
 from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
@@ -166,6 +181,17 @@ default='gaussian'
         reparameterisation noise. An int gives bitwise-identical results on
         CPU. torch's global generator is never used.
 
+    buffer_size : int, default=262_144
+        Rows held in memory at a time when ``fit`` or ``partial_fit`` streams
+        an out-of-core ``X`` (a ``np.memmap``, zarr array, h5py dataset or
+        dask array): ``X`` is read in contiguous blocks of ``buffer_size / 8``
+        rows (following the array's own chunks), the blocks are visited in a
+        new random order every epoch, and the rows are shuffled inside a
+        buffer of about ``buffer_size`` rows before they are cut into batches.
+        The memory of such a fit is about three buffers of float32 rows plus
+        the model. An in-memory ``X``, or one of at most ``buffer_size`` rows,
+        is loaded and shuffled whole.
+
     device : str or torch.device, default='cpu'
         Where to train: 'cpu', 'cuda' (or 'cuda:N'), or 'auto' for CUDA when
         available. Inference runs where the model is; a pickled model always
@@ -286,6 +312,7 @@ default='gaussian'
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
+        "buffer_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "verbose": ["verbose"],
     }
@@ -309,6 +336,7 @@ default='gaussian'
         validation_fraction=0.1,
         warm_start=False,
         random_state=None,
+        buffer_size=262_144,
         device="cpu",
         verbose=0,
     ):
@@ -328,6 +356,7 @@ default='gaussian'
         self.validation_fraction = validation_fraction
         self.warm_start = warm_start
         self.random_state = random_state
+        self.buffer_size = buffer_size
         self.device = device
         self.verbose = verbose
 
@@ -376,15 +405,30 @@ default='gaussian'
         first_pass = not hasattr(self, "module_") or not (
             self.warm_start or incremental
         )
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_pass)
-        self._check_support(X)
+        # Out-of-core data larger than one buffer is streamed; anything else
+        # is converted whole.
+        streamed = is_out_of_core(X) and X.ndim >= 1 and X.shape[0] > self.buffer_size
+        if streamed:
+            n_samples, n_features = check_out_of_core(
+                X, None if first_pass else self.n_features_in_
+            )
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_pass)
+            self._check_support(X)
+            n_samples, n_features = X.shape
         hidden = self._check_hidden_layer_sizes()
         if first_pass or not incremental:
             # A fresh stream per fit; partial_fit calls continue the first one's.
             self._random_state = check_random_state(self.random_state)
         seed = int(self._random_state.randint(np.iinfo(np.int32).max))
         device = _resolve_device(self.device)
+        if streamed and first_pass:
+            self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
 
+        # Any cached dtype copy of the weights is about to go stale.
+        _MODULE_CACHES.pop(self, None)
         if first_pass:
             init_generator = torch.Generator().manual_seed(seed)
             self.module_ = VAEModule(
@@ -408,16 +452,36 @@ default='gaussian'
         self.module_.to(device)
         optimizer = self._get_optimizer()
 
-        n_samples = X.shape[0]
-        X_train = X
-        X_val = score_eps = None
-        if self.early_stopping and not incremental:
-            train_idx, val_idx = _split_indices(
-                n_samples, self.validation_fraction, self._random_state
-            )
-            X_train, X_val = X[train_idx], X[val_idx]
-            X_val = to_tensor(X_val, np.float32, device)
+        validate = self.early_stopping and not incremental
+        score_eps = val_chunks = None
+        if validate:
             score_eps = _score_noise(self.n_components, torch.float32, device)
+        # Rows of the validation ELBO's largest tensor: every row x every draw.
+        val_chunk = chunk_rows(2 * _N_SCORE_PAIRS * self._widest_layer())
+        if streamed:
+            source = RowSource(X, np.float32, check_block=self._support_check)
+            ranges = block_ranges(X, max(1, self.buffer_size // _BLOCKS_PER_BUFFER))
+            if validate:
+                ranges, val_ranges = _split_blocks(
+                    ranges, self.validation_fraction, self._random_state
+                )
+                val_rows = StreamedRows(source, val_ranges, self.buffer_size, device)
+                val_chunks = partial(val_rows.chunks, val_chunk)
+            rows = StreamedRows(source, ranges, self.buffer_size, device)
+            # Diagnostics after fit: a bounded sample, not another pass.
+            diagnostic_rows = rows.sample(self.buffer_size)
+        else:
+            # The one copy of X that training makes; the validation split and
+            # the shuffles index into it.
+            X_all = to_tensor(X, np.float32, device)
+            rows = diagnostic_rows = InMemoryRows(X_all)
+            if validate:
+                train_idx, val_idx = _split_indices(
+                    n_samples, self.validation_fraction, self._random_state
+                )
+                rows = InMemoryRows(X_all, torch.from_numpy(train_idx).to(device))
+                val_rows = InMemoryRows(X_all, torch.from_numpy(val_idx).to(device))
+                val_chunks = partial(val_rows.chunks, val_chunk)
 
         generator = torch.Generator(device=device).manual_seed(seed)
         try:
@@ -425,21 +489,21 @@ default='gaussian'
                 self.module_,
                 optimizer,
                 self._objective(),
-                to_tensor(X_train, np.float32, device),
+                rows,
                 history=self._history,
                 max_epochs=1 if incremental else self.max_iter,
-                batch_size=min(self.batch_size, X_train.shape[0]),
+                batch_size=min(self.batch_size, rows.n_rows),
                 generator=generator,
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
-                X_val=X_val,
+                val_chunks=val_chunks,
                 score_eps=score_eps,
                 check_convergence=not incremental,
                 verbose=self.verbose,
             )
         finally:
             self.module_.eval()
-        self._set_fitted_attributes(X)
+        self._set_fitted_attributes(diagnostic_rows)
         # Warnings point at the caller of fit: _fit <- fit <- _fit_context <- user.
         if status == "interrupted":
             warnings.warn(
@@ -476,20 +540,34 @@ default='gaussian'
             )
         return [int(h) for h in hidden]
 
-    def _check_support(self, X):
-        """Refuse data outside the support of the likelihood (bernoulli: [0, 1])."""
+    def _check_support(self, X, rows=None):
+        """Refuse data outside the support of the likelihood (bernoulli: [0, 1]).
+
+        ``rows``, a ``(start, stop)`` pair, names the block of a larger X that
+        ``X`` is, for the error message.
+        """
         if self.likelihood != "bernoulli" or X.size == 0:
             return
         low, high = float(X.min()), float(X.max())
         # Rounding in a min-max scaling can overshoot by an ulp (1 + 2e-16): allow
         # that much, no more.
         if low < -_SUPPORT_TOL or high > 1.0 + _SUPPORT_TOL:
+            where = "" if rows is None else f" in {format_rows(*rows)}"
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1], got values "
-                f"in [{low:.10g}, {high:.10g}]. Scale the data first, e.g. "
+                f"in [{low:.10g}, {high:.10g}]{where}. Scale the data first, e.g. "
                 "make_pipeline(MinMaxScaler(clip=True), VAETransformer(...)), or use "
                 "likelihood='gaussian' for real-valued data."
             )
+
+    def _support_check(self, block, start, stop):
+        self._check_support(block, (start, stop))
+
+    def _widest_layer(self):
+        """Values per row of the network's widest layer (input and output too)."""
+        widths = [self.n_features_in_, 2 * self.n_components]
+        widths += self._check_hidden_layer_sizes()
+        return max(widths)
 
     def _objective(self):
         recon_weight = (
@@ -515,7 +593,7 @@ default='gaussian'
             group["lr"] = self.learning_rate_init
         return self._optimizer
 
-    def _set_fitted_attributes(self, X):
+    def _set_fitted_attributes(self, diagnostic_rows):
         history = self._history
         self.n_iter_ = history.n_epochs
         self.loss_curve_ = list(history.loss)
@@ -527,8 +605,13 @@ default='gaussian'
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        kl = self._map_rows(_posterior_kl, X.astype(np.float32, copy=False))
-        self.kl_per_dimension_ = kl.mean(axis=0).astype(np.float64)
+        total = torch.zeros(self.n_components, dtype=torch.float64)
+        module = inference_view(self.module_)
+        with torch.no_grad():
+            for x in diagnostic_rows.chunks(chunk_rows(self._widest_layer())):
+                kl = _posterior_kl(module, x).sum(dim=0, dtype=torch.float64)
+                total += kl.cpu()
+        self.kl_per_dimension_ = (total / diagnostic_rows.n_rows).numpy()
         self.active_units_ = int(np.sum(self.kl_per_dimension_ > KL_ACTIVE_THRESHOLD))
 
     def _warn_if_collapsed(self):
@@ -674,9 +757,8 @@ default='gaussian'
         the dtype of ``X``. ``fn`` gets the module's ``inference_view``: its
         ``encode``, ``decode`` and ``log_scale``, with fewer passes over memory.
         """
-        module = self._module_as(X.dtype)
-        device = next(module.parameters()).device
-        module = inference_view(module)
+        module = inference_module(self, X.dtype, view=True)
+        device = next(self.module_.parameters()).device
         out = None
         with torch.no_grad():
             for start in range(0, max(X.shape[0], 1), chunk_size):
@@ -686,14 +768,6 @@ default='gaussian'
                     out = np.empty((X.shape[0], result.shape[1]), dtype=X.dtype)
                 out[start : start + chunk_size] = result
         return out
-
-    def _module_as(self, dtype):
-        module = self.module_
-        torch_dtype = _TORCH_DTYPES[np.dtype(dtype).type]
-        if next(module.parameters()).dtype != torch_dtype:
-            # A copy, so that the trained module (and self.__dict__) never change.
-            module = copy.deepcopy(module).to(torch_dtype)
-        return module.eval()
 
     # ------------------------------------------------------------ sklearn API
 
@@ -726,7 +800,60 @@ default='gaussian'
         super().__setstate__(state)
 
 
-_TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
+# An out-of-core X is read in blocks of buffer_size / 8 rows: each buffer
+# mixes rows of 8 blocks from anywhere in X.
+_BLOCKS_PER_BUFFER = 8
+
+
+_MODULE_CACHE_LOCK = threading.Lock()
+# estimator -> {(dtype, view): (key, network)}. Outside the estimator's
+# __dict__, so that inference leaves the estimator as it was, and pickles,
+# clones and copies never carry it.
+_MODULE_CACHES = weakref.WeakKeyDictionary()
+
+
+def inference_module(estimator, dtype, view=False):
+    """The fitted network of ``estimator`` in ``dtype`` (float32 or float64).
+
+    The float32 network is ``estimator.module_`` itself. Any other dtype is a
+    copy, made once and cached on the estimator, so that calls that come
+    block by block (a dask array's chunks, the analysis functions) do not
+    copy the weights each time. The cache is keyed by dtype, device and the
+    weights' version counters (an optimiser step or ``load_state_dict``
+    changes them), dropped by ``fit`` and ``partial_fit``, built under a lock
+    (safe from several threads), held outside the estimator (which it never
+    changes) and never pickled. With ``view``, returns
+    the module's :func:`~skvae._inference.inference_view` instead (cached the
+    same way). The result is for inference under ``torch.no_grad()``; never
+    modify it.
+    """
+    module = estimator.module_
+    parameters = list(module.parameters())
+    target = torch_dtype(dtype)
+    key = (
+        target,
+        parameters[0].device,
+        id(module),
+        tuple(p._version for p in parameters),
+    )
+    if parameters[0].dtype == target and not view:
+        return module
+    entry = _MODULE_CACHES.get(estimator, {}).get((target, view))
+    if entry is not None and entry[0] == key:
+        return entry[1]
+    with _MODULE_CACHE_LOCK:
+        cache = _MODULE_CACHES.setdefault(estimator, {})
+        entry = cache.get((target, view))
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        if parameters[0].dtype == target:
+            converted = module
+        else:
+            # A copy, so that the trained module (and its dtype) never change.
+            converted = copy.deepcopy(module).to(target).eval()
+        result = inference_view(converted) if view else converted
+        cache[(target, view)] = (key, result)
+    return result
 
 
 def _posterior_mean(module, x):
@@ -735,12 +862,6 @@ def _posterior_mean(module, x):
 
 def _posterior_kl(module, x):
     return kl_divergence(*module.encode(x))
-
-
-def to_tensor(X, dtype, device):
-    """A new tensor holding a copy of ``X``: never a view of the caller's memory."""
-    array = np.array(X, dtype=dtype, order="C", copy=True)
-    return torch.from_numpy(array).to(device)
 
 
 def _score_noise(n_components, dtype, device):
@@ -761,6 +882,28 @@ def _split_indices(n_samples, validation_fraction, random_state):
         )
     order = random_state.permutation(n_samples)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _split_blocks(ranges, validation_fraction, random_state):
+    """Hold out whole blocks for validation: about ``validation_fraction`` of rows.
+
+    Out of core, the early-stopping split is by blocks, so that reading the
+    validation rows is as cheap as reading the training rows.
+    """
+    n_blocks = len(ranges)
+    n_val = int(round(validation_fraction * n_blocks))
+    if n_val < 1 or n_val >= n_blocks:
+        raise ValueError(
+            f"early_stopping with validation_fraction={validation_fraction} on an "
+            f"out-of-core X of {n_blocks} blocks holds out {n_val} blocks; it needs "
+            "at least one block for validation and one for training. Lower "
+            "buffer_size (blocks have buffer_size / 8 rows), change "
+            "validation_fraction or set early_stopping=False."
+        )
+    order = random_state.permutation(n_blocks)
+    val = sorted(order[:n_val].tolist())
+    train = sorted(order[n_val:].tolist())
+    return [ranges[i] for i in train], [ranges[i] for i in val]
 
 
 def _resolve_device(device):

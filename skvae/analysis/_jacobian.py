@@ -5,7 +5,7 @@ from numbers import Integral
 import numpy as np
 import torch
 
-from .._vae import to_tensor
+from .._data import to_tensor
 from ._common import (
     check_batch_size,
     chunks,
@@ -95,13 +95,13 @@ def encoder_jacobian(vae, X, *, batch_size=None):
     >>> J.dtype
     dtype('float64')
     """
-    _, J, blocks = _jacobian_blocks(vae, X, batch_size, full=True)
+    _, J, blocks = jacobian_blocks(vae, X, batch_size, full=True)
     for _ in blocks:
         pass
     return J
 
 
-def _jacobian_blocks(estimator, X, batch_size, full=False):
+def jacobian_blocks(estimator, X, batch_size, full=False):
     """The VAE, an output array and a generator of ``(rows, J[rows])``.
 
     With ``full``, the output holds the whole ``(n_samples, n_components,
@@ -242,7 +242,7 @@ def latent_feature_importance(vae, X, *, n_top=None, batch_size=None):
     ):
         raise ValueError(f"n_top must be a positive integer or None, got {n_top!r}.")
 
-    model, buffer, blocks = _jacobian_blocks(vae, X, batch_size)
+    model, buffer, blocks = jacobian_blocks(vae, X, batch_size)
     n_components, n_features = buffer.shape[1:]
     # Sums over samples, chunk by chunk: the full Jacobian is never held.
     total = np.zeros((n_components, n_features))

@@ -260,7 +260,7 @@ class JacobianDisplay:
             The display, drawn.
         """
         from skvae.analysis import decoder_finite_differences
-        from skvae.analysis._jacobian import _jacobian_blocks
+        from skvae.analysis._jacobian import jacobian_blocks
 
         if side not in _SIDES:
             raise ValueError(f"side must be one of {_SIDES}, got {side!r}.")
@@ -269,7 +269,7 @@ class JacobianDisplay:
         # Means accumulated chunk by chunk: the per-sample derivatives, of size
         # n_samples x n_components x n_features, are never held at once.
         if side == "encoder":
-            _, buffer, blocks = _jacobian_blocks(vae, X_vae, None)
+            _, buffer, blocks = jacobian_blocks(vae, X_vae, None)
             jacobian = np.zeros(buffer.shape[1:], dtype=np.float64)
             for _, block in blocks:
                 jacobian += block.sum(axis=0)
