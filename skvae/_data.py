@@ -352,11 +352,12 @@ class StreamedRows:
             perm = torch.randperm(n_held, generator=generator)
             torch.index_select(fill_t[:n_held], 0, perm, out=shuffled[:n_held])
             n_out = n_held if last else n_held - n_held % batch_size
-            x = shuffled[:n_out]
-            eps = torch.randn(n_out, n_components, generator=generator)
-            if self.device.type != "cpu":
-                x, eps = x.to(self.device), eps.to(self.device)
-            yield x, eps
+            if n_out > 0:
+                x = shuffled[:n_out]
+                eps = torch.randn(n_out, n_components, generator=generator)
+                if self.device.type != "cpu":
+                    x, eps = x.to(self.device), eps.to(self.device)
+                yield x, eps
             n_left = n_held - n_out
             fill[:n_left] = shuffled[n_out:n_held].numpy()
             n_held = n_left
