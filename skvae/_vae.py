@@ -31,10 +31,24 @@ from ._data import (
     to_tensor,
     torch_dtype,
 )
-from ._inference import inference_view
-from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
+from ._inference import (
+    Workspace,
+    allocator_trims_eagerly,
+    decode,
+    elbo_rows,
+    encode,
+    inference_threads,
+    inference_view,
+)
+from ._losses import LIKELIHOODS, decoder_mean, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
-from ._training import Objective, TrainingHistory, fit_loop, make_adam
+from ._training import (
+    Objective,
+    TrainingHistory,
+    fit_loop,
+    make_adam,
+    torch_threads,
+)
 
 # A latent dimension whose mean KL divergence on the training data is below this
 # many nats carries (almost) no information about the input: it is "inactive"
@@ -45,11 +59,6 @@ KL_ACTIVE_THRESHOLD = 0.01
 # Slack of the [0, 1] check of Bernoulli data (float32 resolution near 1).
 _SUPPORT_TOL = 1e-7
 
-# Rows per chunk at inference: bounds the extra memory of transform & co. At
-# the default widths 16,384 rows (about 10 MiB of activations) ran about 1.5x
-# faster than 65,536 (fewer fresh pages, more cache hits) and as fast as 4,096
-# (benchmarks/bench_inference.py).
-_INFERENCE_CHUNK = 16_384
 # Antithetic pairs of fixed standard-normal draws for score_samples.
 _N_SCORE_PAIRS = 8
 _SCORE_SEED = 20_161_110
@@ -455,7 +464,7 @@ default='gaussian'
         validate = self.early_stopping and not incremental
         score_eps = val_chunks = None
         if validate:
-            score_eps = _score_noise(self.n_components, torch.float32, device)
+            score_eps = score_noise(self.n_components, torch.float32, device)
         # Rows of the validation ELBO's largest tensor: every row x every draw.
         val_chunk = chunk_rows(2 * _N_SCORE_PAIRS * self._widest_layer())
         if streamed:
@@ -646,7 +655,7 @@ default='gaussian'
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._map_rows(_posterior_mean, X)
+        return self._map_rows(_posterior_mean, X, self.n_components, "encoder")
 
     def inverse_transform(self, X):
         """Decode latent codes into the decoder's mean.
@@ -670,9 +679,8 @@ default='gaussian'
                 f"n_components={self.n_components}: pass latent codes such as "
                 "the output of transform."
             )
-        likelihood = self.likelihood
         return self._map_rows(
-            lambda module, z: decoder_mean(likelihood, module.decode(z)), Z
+            partial(_decoder_mean, self.likelihood), Z, self.n_features_in_, "decoder"
         )
 
     def score_samples(self, X):
@@ -698,14 +706,10 @@ default='gaussian'
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         self._check_support(X)
-        likelihood = self.likelihood
-
-        def row_elbo(module, x):
-            eps = _score_noise(self.n_components, x.dtype, x.device)
-            return elbo(module, likelihood, x, eps).unsqueeze(1)
-
-        chunk = max(1, _INFERENCE_CHUNK // (2 * _N_SCORE_PAIRS))
-        return self._map_rows(row_elbo, X, chunk_size=chunk)[:, 0]
+        eps = score_noise(self.n_components, torch_dtype(X.dtype), "cpu")
+        return self._map_rows(
+            partial(_row_elbo, self.likelihood, eps), X, 1, "elbo", n_draws=len(eps)
+        )[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO of ``X`` in nats (see :meth:`score_samples`).
@@ -749,24 +753,43 @@ default='gaussian'
             rng.standard_normal((n_samples, self.n_components))
         )
 
-    def _map_rows(self, fn, X, chunk_size=_INFERENCE_CHUNK):
-        """Apply ``fn(module, x_chunk)`` to ``X`` in row chunks; numpy out.
+    def _map_rows(self, fn, X, width, part, n_draws=1):
+        """``fn(module, x_chunk, workspace)`` over the rows of ``X``; numpy out.
 
-        Each chunk is copied into a fresh tensor (the caller's array, possibly
-        a read-only memmap, is never shared with torch), and the module runs in
-        the dtype of ``X``. ``fn`` gets the module's ``inference_view``: its
-        ``encode``, ``decode`` and ``log_scale``, with fewer passes over memory.
+        ``part`` ('encoder', 'decoder' or 'elbo': encoder and ``n_draws``
+        decoder passes) is what runs per row: it sets the chunk size (one
+        rule, :func:`skvae._data.chunk_rows`) and the thread count (one
+        thread unless a chunk's work is large, :func:`inference_threads`).
+        The input chunk and the output are allocated once per call; each
+        chunk is copied into the input buffer (the caller's array, possibly a
+        read-only memmap, is never shared with torch). The module runs in the
+        dtype of ``X``, as its cached :func:`inference_module` view. Where the
+        allocator returns memory to the system eagerly (dask workers), the
+        layers write into a :class:`~skvae._inference.Workspace` too.
         """
         module = inference_module(self, X.dtype, view=True)
         device = next(self.module_.parameters()).device
-        out = None
-        with torch.no_grad():
-            for start in range(0, max(X.shape[0], 1), chunk_size):
-                chunk = to_tensor(X[start : start + chunk_size], X.dtype, device)
-                result = fn(module, chunk).cpu().numpy()
-                if out is None:
-                    out = np.empty((X.shape[0], result.shape[1]), dtype=X.dtype)
-                out[start : start + chunk_size] = result
+        n_rows = X.shape[0]
+        out = np.empty((n_rows, width), dtype=X.dtype)
+        if n_rows == 0:
+            return out
+        encoder = sum(p.numel() for p in self.module_.encoder.parameters())
+        decoder = sum(p.numel() for p in self.module_.decoder.parameters())
+        weights = {"encoder": encoder, "decoder": decoder}.get(
+            part, encoder + n_draws * decoder
+        )
+        chunk = min(n_rows, chunk_rows(n_draws * self._widest_layer()))
+        threads = inference_threads(2 * weights * chunk, device)
+        workspace = Workspace() if _use_workspace() else None
+        x_host = np.empty((chunk, X.shape[1]), dtype=X.dtype)
+        x_tensor = torch.from_numpy(x_host)
+        with torch.no_grad(), torch_threads(threads):
+            for start in range(0, n_rows, chunk):
+                stop = min(start + chunk, n_rows)
+                np.copyto(x_host[: stop - start], X[start:stop])
+                x = x_tensor[: stop - start].to(device)
+                result = fn(module, x, workspace)
+                torch.from_numpy(out[start:stop]).copy_(result)
         return out
 
     # ------------------------------------------------------------ sklearn API
@@ -856,15 +879,27 @@ def inference_module(estimator, dtype, view=False):
     return result
 
 
-def _posterior_mean(module, x):
-    return module.encode(x)[0]
+def _use_workspace():
+    return allocator_trims_eagerly()
+
+
+def _posterior_mean(module, x, workspace=None):
+    return encode(module, x, workspace)[0]
+
+
+def _decoder_mean(likelihood, module, z, workspace=None):
+    return decoder_mean(likelihood, decode(module, z, workspace))
+
+
+def _row_elbo(likelihood, eps, module, x, workspace=None):
+    return elbo_rows(module, likelihood, x, eps.to(x.device), workspace).unsqueeze(1)
 
 
 def _posterior_kl(module, x):
     return kl_divergence(*module.encode(x))
 
 
-def _score_noise(n_components, dtype, device):
+def score_noise(n_components, dtype, device):
     """The fixed antithetic standard-normal draws used by ``score_samples``."""
     generator = torch.Generator().manual_seed(_SCORE_SEED)
     eps = torch.randn(_N_SCORE_PAIRS, n_components, generator=generator, dtype=dtype)
