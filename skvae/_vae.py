@@ -27,6 +27,7 @@ from ._data import (
     check_out_of_core,
     chunk_rows,
     format_rows,
+    is_dask_array,
     is_out_of_core,
     to_tensor,
     torch_dtype,
@@ -651,9 +652,13 @@ default='gaussian'
         Returns
         -------
         Z : ndarray of shape (n_samples, n_components)
-            Posterior means, with the dtype of ``X`` (float32 or float64).
+            Posterior means, with the dtype of ``X`` (float32 or float64). A
+            dask array in gives a lazy dask array out, chunked like ``X``'s
+            rows (see :ref:`scaling`).
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._dask_map(X, "transform", self.n_features_in_, "X")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self._map_rows(_posterior_mean, X, self.n_components, "encoder")
 
@@ -669,9 +674,12 @@ default='gaussian'
         -------
         X_original : ndarray of shape (n_samples, `n_features_in_`)
             Mean of ``p(x | z)``: probabilities for 'bernoulli'. The dtype
-            follows the input (float32 or float64).
+            follows the input (float32 or float64). A dask array in gives a
+            lazy dask array out.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._dask_map(X, "inverse_transform", self.n_components, "Z")
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="Z")
         if Z.shape[1] != self.n_components:
             raise ValueError(
@@ -701,9 +709,12 @@ default='gaussian'
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            ELBO of each sample; higher is better.
+            ELBO of each sample; higher is better. A dask array in gives a
+            lazy dask array out.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._dask_map(X, "score_samples", self.n_features_in_, "X")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         self._check_support(X)
         eps = score_noise(self.n_components, torch_dtype(X.dtype), "cpu")
@@ -751,6 +762,46 @@ default='gaussian'
         rng = check_random_state(random_state)
         return self.inverse_transform(
             rng.standard_normal((n_samples, self.n_components))
+        )
+
+    def _dask_map(self, X, method, n_columns, name):
+        """``method`` of every row block of the dask array ``X``, lazily.
+
+        As dask-ml's ``ParallelPostFit``: a block function at module level,
+        ``meta`` from a one-row run, and the estimator as one graph key
+        (``dask.delayed``), so that it is sent to each worker once, not
+        with every block.
+        """
+        import dask
+
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected a 2-D dask array of shape (n_samples, {n_columns}), "
+                f"got a {X.ndim}-D one of shape {X.shape}. Reshape it first, "
+                "e.g. X.reshape(-1, 1) for a single feature."
+            )
+        if X.shape[1] != n_columns:
+            raise ValueError(
+                f"{name} has {X.shape[1]} columns, but this VAETransformer "
+                f"expects {n_columns} for {method}."
+            )
+        if len(X.chunks[1]) != 1:
+            X = X.rechunk({1: -1})  # blocks of whole rows
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        # One row through the ordinary path: checks dtype and gives the meta.
+        meta = getattr(self, method)(np.zeros((1, n_columns), dtype=dtype))[:0]
+        model = dask.delayed(self, pure=True)
+        if meta.ndim == 1:
+            return X.map_blocks(
+                _dask_block, model, method, drop_axis=1, dtype=meta.dtype, meta=meta
+            )
+        return X.map_blocks(
+            _dask_block,
+            model,
+            method,
+            chunks=(X.chunks[0], (meta.shape[1],)),
+            dtype=meta.dtype,
+            meta=meta,
         )
 
     def _map_rows(self, fn, X, width, part, n_draws=1):
@@ -877,6 +928,11 @@ def inference_module(estimator, dtype, view=False):
         result = inference_view(converted) if view else converted
         cache[(target, view)] = (key, result)
     return result
+
+
+def _dask_block(block, model, method):
+    """One block of :meth:`VAETransformer._dask_map`, run on a worker."""
+    return getattr(model, method)(block)
 
 
 def _use_workspace():

@@ -252,3 +252,25 @@ def test_inference_module_is_built_once_under_threads():
     for thread in threads:
         thread.join()
     assert len({id(module) for module in results}) == 1
+
+
+def test_nothing_of_dask_is_imported_without_dask_input():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from skvae import VAETransformer\n"
+        "X = np.random.RandomState(0).rand(60, 3)\n"
+        "vae = VAETransformer(max_iter=1).fit(X)\n"
+        "vae.transform(X), vae.score_samples(X), vae.inverse_transform(X[:, :2])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('dask', 'distributed', 'zarr', 'h5py')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
