@@ -270,6 +270,8 @@ class InMemoryRows:
 
     def __init__(self, X, rows=None):
         self.X = X
+        if rows is not None and X.shape[0] < 2**31:
+            rows = rows.to(torch.int32)  # half the memory of the epoch's order
         self.rows = rows
         self.n_rows = X.shape[0] if rows is None else rows.shape[0]
         self.device = X.device

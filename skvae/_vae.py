@@ -198,7 +198,7 @@ default='gaussian'
         rows (following the array's own chunks), the blocks are visited in a
         new random order every epoch, and the rows are shuffled inside a
         buffer of about ``buffer_size`` rows before they are cut into batches.
-        The memory of such a fit is about three buffers of float32 rows plus
+        The memory of such a fit is about two buffers of float32 rows plus
         the model. An in-memory ``X``, or one of at most ``buffer_size`` rows,
         is loaded and shuffled whole.
 
