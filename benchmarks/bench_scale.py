@@ -107,7 +107,7 @@ def probe_fit(kind, path, n_rows, early_stopping):
             X = X[:n_rows]
         nbytes = X.shape[0] * N_FEATURES * 4
     else:
-        X = np.load(path, mmap_mode="r")[:n_rows].copy()  # in memory
+        X = np.array(np.load(path, mmap_mode="r")[:n_rows])  # in memory, not a memmap
         nbytes = X.nbytes
     # One small fit first: torch's one-time allocations (thread pools, oneDNN
     # kernels) are not the fit's working memory.

@@ -239,8 +239,11 @@ default='gaussian'
         Best of ``validation_scores_``; None without ``early_stopping``.
 
     kl_per_dimension_ : ndarray of shape (n_components,)
-        Mean KL divergence of each latent dimension on the training data (on
-        the last batch for ``partial_fit``).
+        Mean KL divergence of each latent dimension under the final weights:
+        on every row of ``X`` (the chunk passed, for ``partial_fit``), or, when
+        an out-of-core ``X`` was streamed, on a bounded sample of it (evenly
+        spaced blocks, at most ``buffer_size`` rows, read once after
+        training) instead of another pass over ``X``.
 
     active_units_ : int
         Number of latent dimensions whose ``kl_per_dimension_`` exceeds
