@@ -2,11 +2,10 @@
 
 import numpy as np
 
+from .._data import chunk_rows
 from ._base import axes_array, single_axes, unwrap_vae
 
 _SIDES = ("encoder", "decoder")
-# Rows of latent codes per decoder finite-difference call in from_estimator.
-_DECODER_CHUNK = 4096
 _KINDS = ("heatmap", "bars")
 _TITLES = {
     "encoder": "Encoder Jacobian: mean dz/dx",
@@ -276,10 +275,12 @@ class JacobianDisplay:
         else:
             Z = vae.transform(X_vae)
             jacobian = np.zeros((vae.n_components, vae.n_features_in_))
-            for start in range(0, n_samples, _DECODER_CHUNK):
+            # Rows per call of the (n_features x n_components) derivatives.
+            chunk = chunk_rows(vae.n_components * vae.n_features_in_)
+            for start in range(0, n_samples, chunk):
                 # (rows, n_features, n_components) -> (n_components, n_features)
                 block = decoder_finite_differences(
-                    vae, Z[start : start + _DECODER_CHUNK], step=step, method="central"
+                    vae, Z[start : start + chunk], step=step, method="central"
                 )
                 jacobian += block.sum(axis=0).T
         jacobian /= n_samples
