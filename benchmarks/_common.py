@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from skvae._losses import elbo
-from skvae._vae import _score_noise
+from skvae._vae import score_noise
 
 RESULTS = Path(__file__).parent / "results"
 HIDDEN = (64, 32)
@@ -189,7 +189,7 @@ def heldout_elbo(model, X):
     if hasattr(model, "eval"):
         model.eval()
     x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-    eps = _score_noise(N_COMPONENTS, torch.float32, x.device)
+    eps = score_noise(N_COMPONENTS, torch.float32, x.device)
     with torch.no_grad():
         values = [elbo(network, "gaussian", chunk, eps) for chunk in x.split(4096)]
     if was_training:

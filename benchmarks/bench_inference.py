@@ -8,8 +8,8 @@ thread count, measured next to what it is compared with):
   1,000,000 x 2 codes, end to end (validation, chunking, copies);
 - the encoder and the decoder alone (``skvae._inference.inference_view``, what
   ``transform`` and ``inverse_transform`` run) on one resident batch of
-  ``_INFERENCE_CHUNK`` rows: the kernels' efficiency at large batch; and the
-  encoder as ``module.encode`` (``nn.Sequential``) for comparison;
+  ``skvae._data.chunk_rows(64)`` rows (16,384): the kernels' efficiency at
+  large batch; and the encoder as ``module.encode`` (``nn.Sequential``) for comparison;
 - ``transform`` as it ran before this work: ``module.encode`` on chunks of
   65,536 rows (after validation, timed from the chunking on).
 
@@ -57,6 +57,7 @@ from _common import (
 
 import skvae._vae as vae_module
 from skvae import VAETransformer
+from skvae._data import chunk_rows
 from skvae._inference import inference_view
 
 MIB = 2.0**20
@@ -97,10 +98,14 @@ def probe(n_samples, chunk):
     vae = fitted()
     X = np.random.default_rng(0).standard_normal((n_samples, 48), dtype=np.float32)
     vae.transform(X[:10])
-    if chunk == vae_module._INFERENCE_CHUNK:
+    if chunk == chunk_rows(64):
         call = vae.transform
-    else:  # what transform does after validating X, with another chunk size
-        call = lambda X: vae._map_rows(vae_module._posterior_mean, X, chunk)  # noqa: E731
+    else:  # transform with another chunk size
+
+        def call(X):
+            with mock.patch.object(vae_module, "chunk_rows", lambda _: chunk):
+                return vae.transform(X)
+
     before = _rss_mib("VmRSS")
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # reset the peak resident set to the current one
@@ -161,7 +166,7 @@ def main():
         return
     if args.quick:
         args.n_samples, args.rounds = 200_000, 2
-    chunk = vae_module._INFERENCE_CHUNK
+    chunk = chunk_rows(64)
     vae = fitted()
     module = vae.module_
     view = inference_view(module)  # what transform & co. run
@@ -182,8 +187,13 @@ def main():
 
     def transform_as_before():
         # nn.Sequential modules and chunks of 65,536 rows, as before this work.
-        with mock.patch.object(vae_module, "inference_view", lambda module: module):
-            return vae._map_rows(vae_module._posterior_mean, X, chunk_size=OLD_CHUNK)
+        with (
+            mock.patch.object(
+                vae_module, "inference_module", lambda vae, dtype, view: vae.module_
+            ),
+            mock.patch.object(vae_module, "chunk_rows", lambda _: OLD_CHUNK),
+        ):
+            return vae.transform(X)
 
     peaks = []
     contenders = {

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from skvae import VAETransformer
+from skvae._vae import inference_module
 from skvae.analysis import (
     decoder_finite_differences,
     decoder_jacobian,
@@ -59,7 +60,7 @@ CHUNK = 4096  # encoder_jacobian's default batch_size, used for vmap(jacrev) too
 
 
 def vmap_jacrev(vae, X, batch_size=CHUNK):
-    module = vae._module_as(X.dtype)
+    module = inference_module(vae, X.dtype)
     X = torch.from_numpy(X)
 
     def mean(x):
@@ -74,7 +75,7 @@ def vmap_jacrev(vae, X, batch_size=CHUNK):
 
 
 def per_output_loop(vae, X):
-    module = vae._module_as(X.dtype)
+    module = inference_module(vae, X.dtype)
     x = torch.from_numpy(X.copy()).requires_grad_(True)
     mean = module.encode(x)[0]
     rows = []
@@ -87,7 +88,7 @@ def per_output_loop(vae, X):
 
 
 def per_sample_loop(vae, X):
-    module = vae._module_as(X.dtype)
+    module = inference_module(vae, X.dtype)
 
     def mean(x):
         return module.encode(x)[0]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-OURS = ("training", "convergence", "inference", "scaling")
+OURS = ("training", "convergence", "inference", "scaling", "scale")
 
 
 def scripts(folder, only=None, skip=()):

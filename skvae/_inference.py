@@ -1,12 +1,112 @@
 """Forward passes of a trained VAEModule for inference, with fewer memory passes.
 
 Knows torch and the layout of :class:`~skvae._modules.VAEModule` (the layer
-plan of :func:`skvae._training.mlp_layers`); nothing of numpy or scikit-learn.
+plan of :func:`skvae._modules.mlp_layers`); nothing of numpy or scikit-learn.
 """
+
+import os
 
 import torch
 
-from ._training import is_plain_vae, mlp_layers
+from ._losses import kl_divergence, negative_log_likelihood_row_sums_
+from ._modules import is_plain_vae, mlp_layers
+
+# Environment variables with which glibc's malloc returns freed memory to the
+# operating system eagerly (dask's nanny sets MALLOC_TRIM_THRESHOLD_): then every
+# fresh tensor of a chunk is faulted in page by page, and writing into buffers
+# allocated once per call is faster than the fused kernels, which cannot.
+_EAGER_TRIM_VARIABLES = (
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_MMAP_MAX_",
+)
+
+
+# An inference chunk of fewer floating-point operations than this runs on one
+# CPU thread. A chunk of the default network (16,384 rows) is about 0.2 GFLOP:
+# more threads gained little on it, and on a machine whose other cores are busy
+# they cost 3x to 6x (each wait for a descheduled thread stalls them all), so
+# inference uses more cores through more processes (dask, joblib) instead.
+INFERENCE_SINGLE_THREAD_MAX_FLOPS = 2e9
+
+
+def inference_threads(flops_per_chunk, device):
+    """CPU threads for an inference chunk: 1 unless it is large, else None.
+
+    None leaves torch's setting, which already follows joblib's and
+    threadpoolctl's limits, alone.
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    if flops_per_chunk <= INFERENCE_SINGLE_THREAD_MAX_FLOPS:
+        return 1
+    return None
+
+
+def allocator_trims_eagerly():
+    """Whether this process's malloc was told to hand memory back eagerly."""
+    return any(name in os.environ for name in _EAGER_TRIM_VARIABLES)
+
+
+class Workspace:
+    """Tensors of one inference call, allocated at its first chunk and reused.
+
+    Each caller makes its own (a workspace is not shared between threads).
+    """
+
+    def __init__(self):
+        self._buffers = {}
+
+    def take(self, key, shape, like):
+        """A tensor of ``shape`` with the dtype and device of ``like``."""
+        n = 1
+        for size in shape:
+            n *= size
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < n:
+            buffer = torch.empty(n, dtype=like.dtype, device=like.device)
+            self._buffers[key] = buffer
+        return buffer[:n].view(shape)
+
+
+def encode(module, x, workspace=None):
+    """``module.encode(x)``, into ``workspace``'s buffers where it can."""
+    if workspace is None or not isinstance(module, _InferenceView):
+        return module.encode(x)
+    return module.encode(x, workspace)
+
+
+def decode(module, z, workspace=None):
+    """``module.decode(z)``, into ``workspace``'s buffers where it can."""
+    if workspace is None or not isinstance(module, _InferenceView):
+        return module.decode(z)
+    return module.decode(z, workspace)
+
+
+def elbo_rows(module, likelihood, x, eps, workspace=None):
+    """Per-row ELBO of ``x`` with draws ``eps``, as :func:`skvae._losses.elbo`.
+
+    The same numbers to rounding, with every large intermediate (the
+    ``(n_draws * n, n_features)`` decoder outputs) in ``workspace``'s buffers
+    and the reconstruction term summed in place: its cost is close to
+    ``n_draws`` decoder passes per row.
+    """
+    mean, logvar = encode(module, x, workspace)
+    std = torch.exp(0.5 * logvar)
+    n_draws, n_rows = eps.shape[0], x.shape[0]
+    shape = (n_draws, n_rows, mean.shape[-1])
+    if workspace is None:
+        z = torch.empty(shape, dtype=x.dtype, device=x.device)
+    else:
+        z = workspace.take("z", shape, x)
+    torch.addcmul(mean.unsqueeze(0), std.unsqueeze(0), eps.unsqueeze(1), out=z)
+    decoded = decode(module, z.view(-1, shape[-1]), workspace)
+    decoded = decoded.view(n_draws, n_rows, -1)
+    if workspace is None:
+        decoded = decoded.clone()  # the module's own output may be shared
+    nll = negative_log_likelihood_row_sums_(likelihood, decoded, x, module.log_scale)
+    return -nll.mean(dim=0) - kl_divergence(mean, logvar).sum(dim=-1)
 
 
 def inference_view(module):
@@ -36,12 +136,12 @@ class _InferenceView:
         self._encoder = _plan(mlp_layers(module.encoder), fused)
         self._decoder = _plan(mlp_layers(module.decoder), fused)
 
-    def encode(self, x):
-        mean, logvar = _run(self._encoder, x).chunk(2, dim=-1)
+    def encode(self, x, workspace=None):
+        mean, logvar = _run(self._encoder, x, workspace, "encoder").chunk(2, dim=-1)
         return mean, logvar
 
-    def decode(self, z):
-        return _run(self._decoder, z)
+    def decode(self, z, workspace=None):
+        return _run(self._decoder, z, workspace, "decoder")
 
 
 def _plan(layers, fused):
@@ -62,9 +162,16 @@ def _plan(layers, fused):
     return plan
 
 
-def _run(plan, h):
+def _run(plan, h, workspace=None, name=None):
     shape = h.shape[:-1]
     h = h.reshape(-1, h.shape[-1])
+    if workspace is not None:
+        # Into buffers allocated once per call: no fresh memory per chunk.
+        for i, (_, bias, weight_t, activation_) in enumerate(plan):
+            out = workspace.take((name, i), (h.shape[0], weight_t.shape[1]), h)
+            torch.addmm(bias, h, weight_t, out=out)
+            h = out if activation_ is None else activation_(out)
+        return h.reshape(*shape, h.shape[-1])
     use_fused = h.shape[0] > 0
     for fused_call, bias, weight_t, activation_ in plan:
         if fused_call is not None and use_fused:

@@ -185,3 +185,26 @@ def elbo(module, likelihood, x, eps):
     expected_loglik = -nll.sum(dim=-1, dtype=torch.float64).mean(dim=0)
     kl = kl_divergence(mean.double(), logvar.double())
     return expected_loglik - kl.sum(dim=-1)
+
+
+def negative_log_likelihood_row_sums_(likelihood, decoded, x, log_scale=None):
+    """``negative_log_likelihood(...).sum(dim=-1)``, overwriting ``decoded``.
+
+    For scoring many draws per row: ``decoded`` of shape
+    ``(..., n, n_features)`` and ``x`` of shape ``(n, n_features)``
+    broadcast; no intermediate of the size of ``decoded`` is allocated (one,
+    for 'bernoulli'). The same values as the out-of-place form, to rounding
+    (the tests compare them in float64).
+    """
+    n_features = decoded.shape[-1]
+    if likelihood == "bernoulli":
+        # softplus(d) - d * x, with softplus(d) = relu(d) + log1p(exp(-|d|)).
+        dx = torch.einsum("...nf,nf->...n", decoded, x)
+        log_term = torch.abs(decoded).neg_().exp_().log1p_().sum(dim=-1)
+        return decoded.relu_().sum(dim=-1).add_(log_term).sub_(dx)
+    squared = decoded.sub_(x).square_()
+    if likelihood == "calibrated_gaussian":
+        log_scale = torch.clamp(log_scale, min=MIN_LOG_SCALE)
+        weighted = torch.matmul(squared, torch.exp(-2.0 * log_scale))
+        return weighted.mul_(0.5).add_(log_scale.sum() + n_features * _HALF_LOG_2PI)
+    return squared.sum(dim=-1).mul_(0.5).add_(n_features * _HALF_LOG_2PI)

@@ -1,8 +1,17 @@
-"""Pure PyTorch building blocks of the VAE: no numpy, no scikit-learn here."""
+"""Pure PyTorch building blocks of the VAE: no numpy, no scikit-learn here.
+
+Also the one description of a network's layout (:class:`Layer`,
+:func:`mlp_layers`, :func:`is_plain_vae`), which the hand-written training
+step and the inference view both read.
+"""
 
 import math
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {
@@ -104,3 +113,125 @@ class VAEModule(nn.Module):
         mean, logvar = self.encode(x)
         z = mean + torch.exp(0.5 * logvar) * eps
         return self.decode(z), mean, logvar
+
+
+class Layer(NamedTuple):
+    """One ``nn.Linear`` of a VAE's MLP and the activation after it (if any)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    weight_t: torch.Tensor  # a view: it follows the optimiser's updates
+    forward: Callable | None  # activation(pre) -> out
+    backward: Callable | None  # (grad_out, pre, out) -> grad_pre
+    forward_: Callable | None  # the activation in place
+    fused: tuple | None  # (attr, scalars, algorithm) of oneDNN's linear+activation
+
+
+def _activation(act):
+    """The functions of activation module ``act``; None if not one of ours."""
+    kind = type(act)
+    if kind not in ACTIVATIONS.values() or getattr(act, "inplace", False):
+        return None
+    if kind is nn.ReLU:
+        return (
+            torch.relu,
+            lambda grad, pre, out: torch.ops.aten.threshold_backward(grad, out, 0),
+            torch.relu_,
+            ("relu", [], ""),
+        )
+    if kind is nn.Tanh:
+        return (
+            torch.tanh,
+            lambda grad, pre, out: torch.ops.aten.tanh_backward(grad, out),
+            torch.tanh_,
+            ("tanh", [], ""),
+        )
+    if kind is nn.Sigmoid:
+        return (
+            torch.sigmoid,
+            lambda grad, pre, out: torch.ops.aten.sigmoid_backward(grad, out),
+            torch.sigmoid_,
+            ("sigmoid", [], ""),
+        )
+    if kind is nn.ELU:
+        return (
+            partial(F.elu, alpha=act.alpha),
+            lambda grad, pre, out: torch.ops.aten.elu_backward(
+                grad, act.alpha, 1.0, 1.0, False, pre
+            ),
+            partial(F.elu, alpha=act.alpha, inplace=True),
+            None,
+        )
+    if kind is nn.GELU:
+        return (
+            partial(F.gelu, approximate=act.approximate),
+            lambda grad, pre, out: torch.ops.aten.gelu_backward(
+                grad, pre, approximate=act.approximate
+            ),
+            partial(F.gelu, approximate=act.approximate),
+            ("gelu", [], act.approximate),
+        )
+    if kind is nn.SiLU:
+        return (
+            F.silu,
+            lambda grad, pre, out: torch.ops.aten.silu_backward(grad, pre),
+            partial(F.silu, inplace=True),
+            ("swish", [], ""),
+        )
+    if kind is nn.LeakyReLU:
+        return (
+            partial(F.leaky_relu, negative_slope=act.negative_slope),
+            lambda grad, pre, out: torch.ops.aten.leaky_relu_backward(
+                grad, pre, act.negative_slope, False
+            ),
+            partial(F.leaky_relu, negative_slope=act.negative_slope, inplace=True),
+            ("leaky_relu", [act.negative_slope], ""),
+        )
+    return None
+
+
+def mlp_layers(sequential):
+    """The :class:`Layer` list of an ``nn.Sequential`` of Linear, activation, ...
+
+    None unless ``sequential`` is exactly what ``make_mlp`` builds: alternating
+    ``nn.Linear`` (with bias) and one of skvae's activations, Linear last.
+    """
+    if type(sequential) is not nn.Sequential:
+        return None
+    children = list(sequential)
+    layers = []
+    for i in range(0, len(children), 2):
+        linear = children[i]
+        if type(linear) is not nn.Linear or linear.bias is None:
+            return None
+        functions = (None, None, None, None)
+        if i + 1 < len(children):
+            functions = _activation(children[i + 1])
+            if functions is None:
+                return None
+        layers.append(Layer(linear.weight, linear.bias, linear.weight.t(), *functions))
+    if not layers or layers[-1].forward is not None:
+        return None
+    return layers
+
+
+def is_plain_vae(module):
+    """Whether ``module`` is a :class:`~skvae._modules.VAEModule` as built.
+
+    Not a subclass that overrides how it computes, with no hooks, and with
+    encoder and decoder as :func:`mlp_layers` reads them: then its forward
+    pass can be written out layer by layer.
+    """
+    kind = type(module)
+    if not isinstance(module, VAEModule) or any(
+        getattr(kind, name) is not getattr(VAEModule, name)
+        for name in ("forward", "encode", "decode")
+    ):
+        return False
+    for part in module.modules():
+        if part._forward_hooks or part._forward_pre_hooks or part._backward_hooks:
+            return False
+    return (
+        mlp_layers(module.encoder) is not None
+        and mlp_layers(module.decoder) is not None
+    )

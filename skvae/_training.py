@@ -9,15 +9,11 @@ Why each piece is there, and what it gained: ``benchmarks/README.md``.
 """
 
 import copy
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from torch.optim import optimizer as optim_module
 
 from ._losses import (
@@ -27,7 +23,7 @@ from ._losses import (
     loss_terms,
     negative_log_likelihood_and_grad,
 )
-from ._modules import ACTIVATIONS, VAEModule
+from ._modules import is_plain_vae, mlp_layers
 from ._progress import Progress, epoch_note
 
 # A training step of fewer floating-point operations than this runs on one CPU
@@ -95,32 +91,28 @@ def train_step(module, optimizer, objective, x, eps, kl_weight):
 
 
 def run_single_epoch(
-    module, optimizer, objective, X, batch_size, generator, epoch, step=None
+    module, optimizer, objective, rows, batch_size, generator, epoch, step=None
 ):
-    """One shuffled pass over ``X``.
+    """One shuffled pass over the training rows.
 
-    ``step(x, eps, kl_weight)`` is the training step (by default the one that
-    :func:`make_train_step` picks). Returns ``(loss, reconstruction, kl)`` per
-    sample, as Python floats, where reconstruction is the negative
-    log-likelihood summed over features.
+    ``rows`` (a :class:`~skvae._data.InMemoryRows` or
+    :class:`~skvae._data.StreamedRows`) hands out shuffled chunks of whole
+    batches with their noise; ``step(x, eps, kl_weight)`` is the training step
+    (by default the one that :func:`make_train_step` picks). Returns
+    ``(loss, reconstruction, kl)`` per sample, as Python floats, where
+    reconstruction is the negative log-likelihood summed over features.
     """
     if step is None:
         step = make_train_step(module, optimizer, objective)
-    n_samples = X.shape[0]
-    n_components = module.n_components
-    # One gather and one noise draw per epoch; batches are then contiguous views.
-    order = torch.randperm(n_samples, generator=generator, device=X.device)
-    X_shuffled = X[order]
-    eps = torch.randn(
-        n_samples, n_components, generator=generator, device=X.device, dtype=X.dtype
-    )
     kl_weight = objective.kl_weight(epoch)
-    sums = [
-        step(x, e, kl_weight)
-        for x, e in zip(
-            X_shuffled.split(batch_size), eps.split(batch_size), strict=True
+    sums = []
+    n_samples = 0
+    for x, eps in rows.epoch(batch_size, module.n_components, generator):
+        n_samples += x.shape[0]
+        sums.extend(
+            step(xb, eb, kl_weight)
+            for xb, eb in zip(x.split(batch_size), eps.split(batch_size), strict=True)
         )
-    ]
     recon_mean_sum, kl_sum = (torch.stack(sums).sum(dim=0) / n_samples).tolist()
     loss = objective.recon_weight * recon_mean_sum + kl_weight * kl_sum
     return loss, recon_mean_sum * objective.n_features, kl_sum
@@ -300,128 +292,6 @@ def _fused_adam_kernel(optimizer):
     return kernel
 
 
-class Layer(NamedTuple):
-    """One ``nn.Linear`` of a VAE's MLP and the activation after it (if any)."""
-
-    weight: torch.Tensor
-    bias: torch.Tensor
-    weight_t: torch.Tensor  # a view: it follows the optimiser's updates
-    forward: Callable | None  # activation(pre) -> out
-    backward: Callable | None  # (grad_out, pre, out) -> grad_pre
-    forward_: Callable | None  # the activation in place
-    fused: tuple | None  # (attr, scalars, algorithm) of oneDNN's linear+activation
-
-
-def _activation(act):
-    """The functions of activation module ``act``; None if not one of ours."""
-    kind = type(act)
-    if kind not in ACTIVATIONS.values() or getattr(act, "inplace", False):
-        return None
-    if kind is nn.ReLU:
-        return (
-            torch.relu,
-            lambda grad, pre, out: torch.ops.aten.threshold_backward(grad, out, 0),
-            torch.relu_,
-            ("relu", [], ""),
-        )
-    if kind is nn.Tanh:
-        return (
-            torch.tanh,
-            lambda grad, pre, out: torch.ops.aten.tanh_backward(grad, out),
-            torch.tanh_,
-            ("tanh", [], ""),
-        )
-    if kind is nn.Sigmoid:
-        return (
-            torch.sigmoid,
-            lambda grad, pre, out: torch.ops.aten.sigmoid_backward(grad, out),
-            torch.sigmoid_,
-            ("sigmoid", [], ""),
-        )
-    if kind is nn.ELU:
-        return (
-            partial(F.elu, alpha=act.alpha),
-            lambda grad, pre, out: torch.ops.aten.elu_backward(
-                grad, act.alpha, 1.0, 1.0, False, pre
-            ),
-            partial(F.elu, alpha=act.alpha, inplace=True),
-            None,
-        )
-    if kind is nn.GELU:
-        return (
-            partial(F.gelu, approximate=act.approximate),
-            lambda grad, pre, out: torch.ops.aten.gelu_backward(
-                grad, pre, approximate=act.approximate
-            ),
-            partial(F.gelu, approximate=act.approximate),
-            ("gelu", [], act.approximate),
-        )
-    if kind is nn.SiLU:
-        return (
-            F.silu,
-            lambda grad, pre, out: torch.ops.aten.silu_backward(grad, pre),
-            partial(F.silu, inplace=True),
-            ("swish", [], ""),
-        )
-    if kind is nn.LeakyReLU:
-        return (
-            partial(F.leaky_relu, negative_slope=act.negative_slope),
-            lambda grad, pre, out: torch.ops.aten.leaky_relu_backward(
-                grad, pre, act.negative_slope, False
-            ),
-            partial(F.leaky_relu, negative_slope=act.negative_slope, inplace=True),
-            ("leaky_relu", [act.negative_slope], ""),
-        )
-    return None
-
-
-def mlp_layers(sequential):
-    """The :class:`Layer` list of an ``nn.Sequential`` of Linear, activation, ...
-
-    None unless ``sequential`` is exactly what ``make_mlp`` builds: alternating
-    ``nn.Linear`` (with bias) and one of skvae's activations, Linear last.
-    """
-    if type(sequential) is not nn.Sequential:
-        return None
-    children = list(sequential)
-    layers = []
-    for i in range(0, len(children), 2):
-        linear = children[i]
-        if type(linear) is not nn.Linear or linear.bias is None:
-            return None
-        functions = (None, None, None, None)
-        if i + 1 < len(children):
-            functions = _activation(children[i + 1])
-            if functions is None:
-                return None
-        layers.append(Layer(linear.weight, linear.bias, linear.weight.t(), *functions))
-    if not layers or layers[-1].forward is not None:
-        return None
-    return layers
-
-
-def is_plain_vae(module):
-    """Whether ``module`` is a :class:`~skvae._modules.VAEModule` as built.
-
-    Not a subclass that overrides how it computes, with no hooks, and with
-    encoder and decoder as :func:`mlp_layers` reads them: then its forward
-    pass can be written out layer by layer.
-    """
-    kind = type(module)
-    if not isinstance(module, VAEModule) or any(
-        getattr(kind, name) is not getattr(VAEModule, name)
-        for name in ("forward", "encode", "decode")
-    ):
-        return False
-    for part in module.modules():
-        if part._forward_hooks or part._forward_pre_hooks or part._backward_hooks:
-            return False
-    return (
-        mlp_layers(module.encoder) is not None
-        and mlp_layers(module.decoder) is not None
-    )
-
-
 def _forward(layers, h):
     """Output of the MLP, and each layer's ``(input, pre_activation)``."""
     saved = []
@@ -446,21 +316,30 @@ def _backward(layers, saved, grad, input_grad):
     return grad if input_grad else None
 
 
-def validation_score(module, objective, X_val, score_eps):
-    """Mean per-sample ELBO of ``X_val``, in nats."""
+def validation_score(module, objective, chunks, score_eps):
+    """Mean per-sample ELBO of the rows that ``chunks()`` yields, in nats.
+
+    ``chunks`` is called once and yields row tensors of bounded size (see
+    :func:`skvae._data.chunk_rows`): never every validation row times every
+    draw at once. The sum is accumulated in float64.
+    """
     was_training = module.training
     module.eval()
+    total, n_rows = 0.0, 0
     with torch.no_grad():
-        score = elbo(module, objective.likelihood, X_val, score_eps).mean().item()
+        for x in chunks():
+            scores = elbo(module, objective.likelihood, x, score_eps)
+            total += scores.sum(dtype=torch.float64).item()
+            n_rows += x.shape[0]
     module.train(was_training)
-    return score
+    return total / n_rows
 
 
 def fit_loop(
     module,
     optimizer,
     objective,
-    X,
+    rows,
     *,
     history,
     max_epochs,
@@ -468,18 +347,21 @@ def fit_loop(
     generator,
     tol,
     n_iter_no_change,
-    X_val=None,
+    val_chunks=None,
     score_eps=None,
     check_convergence=True,
     verbose=0,
 ):
     """Train for up to ``max_epochs`` epochs, appending to ``history``.
 
-    With ``X_val`` (early stopping), stops when the validation ELBO has not
-    improved by ``tol`` for ``n_iter_no_change`` epochs and restores the best
-    weights. Otherwise, with ``check_convergence``, stops when the training loss
-    has not improved by ``tol`` for ``n_iter_no_change`` epochs (epochs within
-    the KL warm-up do not count: the objective changes under them).
+    ``rows`` hands out the shuffled training batches (see
+    :func:`run_single_epoch`). With ``val_chunks`` (early stopping: a callable
+    that yields the validation rows in bounded chunks), stops when the
+    validation ELBO has not improved by ``tol`` for ``n_iter_no_change``
+    epochs and restores the best weights. Otherwise, with
+    ``check_convergence``, stops when the training loss has not improved by
+    ``tol`` for ``n_iter_no_change`` epochs (epochs within the KL warm-up do
+    not count: the objective changes under them).
 
     Small steps run on one CPU thread (see :func:`training_threads`); torch's
     thread count is restored after each epoch.
@@ -494,7 +376,7 @@ def fit_loop(
     best_state = None
     status = "max_iter"
     step = make_train_step(module, optimizer, objective)
-    threads = training_threads(module, batch_size, X.device)
+    threads = training_threads(module, batch_size, rows.device)
     progress = Progress(
         max_epochs, unit="epoch", enabled=bool(verbose), start=history.n_epochs
     )
@@ -506,7 +388,7 @@ def fit_loop(
                     module,
                     optimizer,
                     objective,
-                    X,
+                    rows,
                     batch_size,
                     generator,
                     epoch,
@@ -522,14 +404,14 @@ def fit_loop(
             history.reconstruction.append(recon)
             history.kl.append(kl)
             score = None
-            if X_val is not None:
-                score = validation_score(module, objective, X_val, score_eps)
+            if val_chunks is not None:
+                score = validation_score(module, objective, val_chunks, score_eps)
                 history.validation_scores.append(score)
             progress.update(epoch_note(loss, recon, kl, score))
 
             if objective.in_warmup(epoch):
                 continue
-            if X_val is not None:
+            if val_chunks is not None:
                 if score > history.best_validation_score + tol:
                     history.no_improvement_count = 0
                 else:

@@ -3,7 +3,10 @@
 import copy
 import dataclasses
 import os
+import threading
 import warnings
+import weakref
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,9 +22,30 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._compat import Interval, StrOptions, _fit_context
-from ._inference import inference_view
+from ._data import (
+    InMemoryRows,
+    RowSource,
+    StreamedRows,
+    block_ranges,
+    check_out_of_core,
+    chunk_rows,
+    format_rows,
+    is_dask_array,
+    is_out_of_core,
+    to_tensor,
+    torch_dtype,
+)
+from ._inference import (
+    Workspace,
+    allocator_trims_eagerly,
+    decode,
+    elbo_rows,
+    encode,
+    inference_threads,
+    inference_view,
+)
 from ._interrupt import deferred_interrupts, prime_lazy_imports
-from ._losses import LIKELIHOODS, decoder_mean, elbo, kl_divergence
+from ._losses import LIKELIHOODS, decoder_mean, kl_divergence
 from ._modules import ACTIVATIONS, VAEModule
 from ._persistence import plain_state, torch_state
 from ._training import (
@@ -30,6 +54,7 @@ from ._training import (
     TrainingHistory,
     fit_loop,
     make_adam,
+    torch_threads,
 )
 
 # A latent dimension whose mean KL divergence on the training data is below this
@@ -41,11 +66,6 @@ KL_ACTIVE_THRESHOLD = 0.01
 # Slack of the [0, 1] check of Bernoulli data (float32 resolution near 1).
 _SUPPORT_TOL = 1e-7
 
-# Rows per chunk at inference: bounds the extra memory of transform & co. At
-# the default widths 16,384 rows (about 10 MiB of activations) ran about 1.5x
-# faster than 65,536 (fewer fresh pages, more cache hits) and as fast as 4,096
-# (benchmarks/bench_inference.py).
-_INFERENCE_CHUNK = 16_384
 # Antithetic pairs of fixed standard-normal draws for score_samples.
 _N_SCORE_PAIRS = 8
 _SCORE_SEED = 20_161_110
@@ -194,6 +214,17 @@ default='gaussian'
         reparameterisation noise. An int gives bitwise-identical results on
         CPU. torch's global generator is never used.
 
+    buffer_size : int, default=262_144
+        Rows held in memory at a time when ``fit`` or ``partial_fit`` streams
+        an out-of-core ``X`` (a ``np.memmap``, zarr array, h5py dataset or
+        dask array): ``X`` is read in contiguous blocks of ``buffer_size / 8``
+        rows (following the array's own chunks), the blocks are visited in a
+        new random order every epoch, and the rows are shuffled inside a
+        buffer of about ``buffer_size`` rows before they are cut into batches.
+        The memory of such a fit is about two buffers of float32 rows plus
+        the model. An in-memory ``X``, or one of at most ``buffer_size`` rows,
+        is loaded and shuffled whole.
+
     device : str or torch.device, default='cpu'
         Where to train: 'cpu', 'cuda' (or 'cuda:N'), or 'auto' for CUDA when
         available. Inference runs where the model is; a pickled model always
@@ -234,8 +265,11 @@ default='gaussian'
         Best of ``validation_scores_``; None without ``early_stopping``.
 
     kl_per_dimension_ : ndarray of shape (n_components,)
-        Mean KL divergence of each latent dimension on the training data (on
-        the last batch for ``partial_fit``).
+        Mean KL divergence of each latent dimension under the final weights:
+        on every row of ``X`` (the chunk passed, for ``partial_fit``), or, when
+        an out-of-core ``X`` was streamed, on a bounded sample of it (evenly
+        spaced blocks, at most ``buffer_size`` rows, read once after
+        training) instead of another pass over ``X``.
 
     active_units_ : int
         Number of latent dimensions whose ``kl_per_dimension_`` exceeds
@@ -317,6 +351,7 @@ default='gaussian'
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "warm_start": ["boolean"],
         "random_state": ["random_state"],
+        "buffer_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "verbose": ["verbose"],
     }
@@ -340,6 +375,7 @@ default='gaussian'
         validation_fraction=0.1,
         warm_start=False,
         random_state=None,
+        buffer_size=262_144,
         device="cpu",
         verbose=0,
     ):
@@ -359,6 +395,7 @@ default='gaussian'
         self.validation_fraction = validation_fraction
         self.warm_start = warm_start
         self.random_state = random_state
+        self.buffer_size = buffer_size
         self.device = device
         self.verbose = verbose
 
@@ -463,17 +500,34 @@ default='gaussian'
         )
         _check_integer_params(self)
         check_numeric_input(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=first_pass)
-        self._check_support(X)
+        # Out-of-core data larger than one buffer is streamed; anything else
+        # is converted whole.
+        streamed = is_out_of_core(X) and X.ndim >= 1 and X.shape[0] > self.buffer_size
+        if streamed:
+            n_samples, n_features = check_out_of_core(
+                X, None if first_pass else self.n_features_in_
+            )
+        else:
+            X = validate_data(
+                self, X, dtype=[np.float64, np.float32], reset=first_pass
+            )
+            self._check_support(X)
+            n_samples, n_features = X.shape
         hidden = self._check_hidden_layer_sizes()
         if first_pass:
-            _check_network_size(self.n_features_in_, self.n_components, hidden)
+            _check_network_size(n_features, self.n_components, hidden)
         if first_pass or not incremental:
             # A fresh stream per fit; partial_fit calls continue the first one's.
             self._random_state = check_random_state(self.random_state)
         seed = int(self._random_state.randint(np.iinfo(np.int32).max))
         device = _resolve_device(self.device)
+        if streamed and first_pass:
+            self.n_features_in_ = n_features
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
 
+        # Any cached dtype copy of the weights is about to go stale.
+        _MODULE_CACHES.pop(self, None)
         if first_pass:
             init_generator = torch.Generator().manual_seed(seed)
             self.module_ = VAEModule(
@@ -497,16 +551,36 @@ default='gaussian'
         self.module_.to(device)
         optimizer = self._get_optimizer()
 
-        n_samples = X.shape[0]
-        X_train = X
-        X_val = score_eps = None
-        if self.early_stopping and not incremental:
-            train_idx, val_idx = _split_indices(
-                n_samples, self.validation_fraction, self._random_state
-            )
-            X_train, X_val = X[train_idx], X[val_idx]
-            X_val = to_tensor(X_val, np.float32, device)
-            score_eps = _score_noise(self.n_components, torch.float32, device)
+        validate = self.early_stopping and not incremental
+        score_eps = val_chunks = None
+        if validate:
+            score_eps = score_noise(self.n_components, torch.float32, device)
+        # Rows of the validation ELBO's largest tensor: every row x every draw.
+        val_chunk = chunk_rows(2 * _N_SCORE_PAIRS * self._widest_layer())
+        if streamed:
+            source = RowSource(X, np.float32, check_block=self._support_check)
+            ranges = block_ranges(X, max(1, self.buffer_size // _BLOCKS_PER_BUFFER))
+            if validate:
+                ranges, val_ranges = _split_blocks(
+                    ranges, self.validation_fraction, self._random_state
+                )
+                val_rows = StreamedRows(source, val_ranges, self.buffer_size, device)
+                val_chunks = partial(val_rows.chunks, val_chunk)
+            rows = StreamedRows(source, ranges, self.buffer_size, device)
+            # Diagnostics after fit: a bounded sample, not another pass.
+            diagnostic_rows = rows.sample(self.buffer_size)
+        else:
+            # The one copy of X that training makes; the validation split and
+            # the shuffles index into it.
+            X_all = to_tensor(X, np.float32, device)
+            rows = diagnostic_rows = InMemoryRows(X_all)
+            if validate:
+                train_idx, val_idx = _split_indices(
+                    n_samples, self.validation_fraction, self._random_state
+                )
+                rows = InMemoryRows(X_all, torch.from_numpy(train_idx).to(device))
+                val_rows = InMemoryRows(X_all, torch.from_numpy(val_idx).to(device))
+                val_chunks = partial(val_rows.chunks, val_chunk)
 
         generator = torch.Generator(device=device).manual_seed(seed)
         status = "interrupted"
@@ -518,14 +592,14 @@ default='gaussian'
                 self.module_,
                 optimizer,
                 self._objective(),
-                to_tensor(X_train, np.float32, device),
+                rows,
                 history=self._history,
                 max_epochs=1 if incremental else self.max_iter,
-                batch_size=min(self.batch_size, X_train.shape[0]),
+                batch_size=min(self.batch_size, rows.n_rows),
                 generator=generator,
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
-                X_val=X_val,
+                val_chunks=val_chunks,
                 score_eps=score_eps,
                 check_convergence=not incremental,
                 verbose=self.verbose,
@@ -536,7 +610,7 @@ default='gaussian'
         finally:
             interrupts.defer()
             self.module_.eval()
-        self._set_fitted_attributes(X)
+        self._set_fitted_attributes(diagnostic_rows)
         if interrupts.pending:
             status = "interrupted"
         if self.verbose and not incremental:
@@ -592,20 +666,34 @@ default='gaussian'
             )
         return [int(h) for h in hidden]
 
-    def _check_support(self, X):
-        """Refuse data outside the support of the likelihood (bernoulli: [0, 1])."""
+    def _check_support(self, X, rows=None):
+        """Refuse data outside the support of the likelihood (bernoulli: [0, 1]).
+
+        ``rows``, a ``(start, stop)`` pair, names the block of a larger X that
+        ``X`` is, for the error message.
+        """
         if self.likelihood != "bernoulli" or X.size == 0:
             return
         low, high = float(X.min()), float(X.max())
         # Rounding in a min-max scaling can overshoot by an ulp (1 + 2e-16): allow
         # that much, no more.
         if low < -_SUPPORT_TOL or high > 1.0 + _SUPPORT_TOL:
+            where = "" if rows is None else f" in {format_rows(*rows)}"
             raise ValueError(
                 "likelihood='bernoulli' needs every value of X in [0, 1], got values "
-                f"in [{low:.10g}, {high:.10g}]. Scale the data first, e.g. "
+                f"in [{low:.10g}, {high:.10g}]{where}. Scale the data first, e.g. "
                 "make_pipeline(MinMaxScaler(clip=True), VAETransformer(...)), or use "
                 "likelihood='gaussian' for real-valued data."
             )
+
+    def _support_check(self, block, start, stop):
+        self._check_support(block, (start, stop))
+
+    def _widest_layer(self):
+        """Values per row of the network's widest layer (input and output too)."""
+        widths = [self.n_features_in_, 2 * self.n_components]
+        widths += self._check_hidden_layer_sizes()
+        return max(widths)
 
     def _objective(self):
         recon_weight = (
@@ -631,7 +719,7 @@ default='gaussian'
             group["lr"] = self.learning_rate_init
         return self._optimizer
 
-    def _set_fitted_attributes(self, X):
+    def _set_fitted_attributes(self, diagnostic_rows):
         history = self._history
         self.n_iter_ = history.n_epochs
         self.loss_curve_ = list(history.loss)
@@ -643,8 +731,13 @@ default='gaussian'
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        kl = self._map_rows(_posterior_kl, X.astype(np.float32, copy=False))
-        self.kl_per_dimension_ = kl.mean(axis=0).astype(np.float64)
+        total = torch.zeros(self.n_components, dtype=torch.float64)
+        module = inference_view(self.module_)
+        with torch.no_grad():
+            for x in diagnostic_rows.chunks(chunk_rows(self._widest_layer())):
+                kl = _posterior_kl(module, x).sum(dim=0, dtype=torch.float64)
+                total += kl.cpu()
+        self.kl_per_dimension_ = (total / diagnostic_rows.n_rows).numpy()
         self.active_units_ = int(np.sum(self.kl_per_dimension_ > KL_ACTIVE_THRESHOLD))
 
     def _warn_if_collapsed(self):
@@ -675,12 +768,18 @@ default='gaussian'
         Returns
         -------
         Z : ndarray of shape (n_samples, n_components)
-            Posterior means, with the dtype of ``X`` (float32 or float64).
+            Posterior means, with the dtype of ``X`` (float32 or float64). A
+            dask array in gives a lazy dask array out, chunked like ``X``'s
+            rows (see :ref:`scaling`).
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._dask_map(X, "transform", self.n_features_in_, "X")
         check_numeric_input(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._map_rows_finite(_posterior_mean, X, "transform")
+        return self._map_rows_finite(
+            _posterior_mean, X, "transform", self.n_components, "encoder"
+        )
 
     def inverse_transform(self, X):
         """Decode latent codes into the decoder's mean.
@@ -694,9 +793,12 @@ default='gaussian'
         -------
         X_original : ndarray of shape (n_samples, `n_features_in_`)
             Mean of ``p(x | z)``: probabilities for 'bernoulli'. The dtype
-            follows the input (float32 or float64).
+            follows the input (float32 or float64). A dask array in gives a
+            lazy dask array out.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._dask_map(X, "inverse_transform", self.n_components, "Z")
         check_numeric_input(X, "Z")
         Z = check_array(X, dtype=[np.float64, np.float32], input_name="Z")
         if Z.shape[1] != self.n_components:
@@ -705,11 +807,12 @@ default='gaussian'
                 f"n_components={self.n_components}: pass latent codes such as "
                 "the output of transform."
             )
-        likelihood = self.likelihood
         return self._map_rows_finite(
-            lambda module, z: decoder_mean(likelihood, module.decode(z)),
+            partial(_decoder_mean, self.likelihood),
             Z,
             "inverse_transform",
+            self.n_features_in_,
+            "decoder",
         )
 
     def score_samples(self, X):
@@ -730,7 +833,8 @@ default='gaussian'
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            ELBO of each sample; higher is better. Always finite: the sums
+            ELBO of each sample; higher is better. A dask array in gives a
+            lazy dask array out. Always finite: the sums
             are taken in float64, and float32 rows whose activations overflow
             are scored in float64.
 
@@ -742,17 +846,20 @@ default='gaussian'
             their indices.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._dask_map(X, "score_samples", self.n_features_in_, "X")
         check_numeric_input(X)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         self._check_support(X)
-        likelihood = self.likelihood
-
-        def row_elbo(module, x):
-            eps = _score_noise(self.n_components, x.dtype, x.device)
-            return elbo(module, likelihood, x, eps).unsqueeze(1)
-
-        chunk = max(1, _INFERENCE_CHUNK // (2 * _N_SCORE_PAIRS))
-        return self._map_rows_finite(row_elbo, X, "score_samples", chunk)[:, 0]
+        eps = score_noise(self.n_components, torch_dtype(X.dtype), "cpu")
+        return self._map_rows_finite(
+            partial(_row_elbo, self.likelihood, eps),
+            X,
+            "score_samples",
+            1,
+            "elbo",
+            n_draws=len(eps),
+        )[:, 0]
 
     def score(self, X, y=None):
         """Mean ELBO of ``X`` in nats (see :meth:`score_samples`).
@@ -800,7 +907,7 @@ default='gaussian'
             rng.standard_normal((n_samples, self.n_components))
         )
 
-    def _map_rows_finite(self, fn, X, what, chunk_size=_INFERENCE_CHUNK):
+    def _map_rows_finite(self, fn, X, what, *args, **kwargs):
         """``_map_rows``, but finite input never gives a silent NaN or infinity.
 
         float32 activations overflow first (``exp(logvar / 2)`` at about 500
@@ -809,10 +916,12 @@ default='gaussian'
         of ``X``, raise a ValueError that names them.
         """
         with np.errstate(over="ignore", invalid="ignore"):
-            out = self._map_rows(fn, X, chunk_size)
+            out = self._map_rows(fn, X, *args, **kwargs)
             bad = np.flatnonzero(~np.all(np.isfinite(out), axis=1))
             if bad.size and X.dtype != np.float64:
-                out[bad] = self._map_rows(fn, X[bad].astype(np.float64), chunk_size)
+                out[bad] = self._map_rows(
+                    fn, X[bad].astype(np.float64), *args, **kwargs
+                )
                 bad = bad[~np.all(np.isfinite(out[bad]), axis=1)]
         if bad.size:
             raise ValueError(
@@ -825,34 +934,84 @@ default='gaussian'
             )
         return out
 
-    def _map_rows(self, fn, X, chunk_size=_INFERENCE_CHUNK):
-        """Apply ``fn(module, x_chunk)`` to ``X`` in row chunks; numpy out.
+    def _dask_map(self, X, method, n_columns, name):
+        """``method`` of every row block of the dask array ``X``, lazily.
 
-        Each chunk is copied into a fresh tensor (the caller's array, possibly
-        a read-only memmap, is never shared with torch), and the module runs in
-        the dtype of ``X``. ``fn`` gets the module's ``inference_view``: its
-        ``encode``, ``decode`` and ``log_scale``, with fewer passes over memory.
+        As dask-ml's ``ParallelPostFit``: a block function at module level,
+        ``meta`` from a one-row run, and the estimator as one graph key
+        (``dask.delayed``), so that it is sent to each worker once, not
+        with every block.
         """
-        module = self._module_as(X.dtype)
-        device = next(module.parameters()).device
-        module = inference_view(module)
-        out = None
-        with torch.no_grad():
-            for start in range(0, max(X.shape[0], 1), chunk_size):
-                chunk = to_tensor(X[start : start + chunk_size], X.dtype, device)
-                result = fn(module, chunk).cpu().numpy()
-                if out is None:
-                    out = np.empty((X.shape[0], result.shape[1]), dtype=X.dtype)
-                out[start : start + chunk_size] = result
-        return out
+        import dask
 
-    def _module_as(self, dtype):
-        module = self.module_
-        torch_dtype = _TORCH_DTYPES[np.dtype(dtype).type]
-        if next(module.parameters()).dtype != torch_dtype:
-            # A copy, so that the trained module (and self.__dict__) never change.
-            module = copy.deepcopy(module).to(torch_dtype)
-        return module.eval()
+        if X.ndim != 2:
+            raise ValueError(
+                f"Expected a 2-D dask array of shape (n_samples, {n_columns}), "
+                f"got a {X.ndim}-D one of shape {X.shape}. Reshape it first, "
+                "e.g. X.reshape(-1, 1) for a single feature."
+            )
+        if X.shape[1] != n_columns:
+            raise ValueError(
+                f"{name} has {X.shape[1]} columns, but this VAETransformer "
+                f"expects {n_columns} for {method}."
+            )
+        if len(X.chunks[1]) != 1:
+            X = X.rechunk({1: -1})  # blocks of whole rows
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        # One row through the ordinary path: checks dtype and gives the meta.
+        meta = getattr(self, method)(np.zeros((1, n_columns), dtype=dtype))[:0]
+        model = dask.delayed(self, pure=True)
+        if meta.ndim == 1:
+            return X.map_blocks(
+                _dask_block, model, method, drop_axis=1, dtype=meta.dtype, meta=meta
+            )
+        return X.map_blocks(
+            _dask_block,
+            model,
+            method,
+            chunks=(X.chunks[0], (meta.shape[1],)),
+            dtype=meta.dtype,
+            meta=meta,
+        )
+
+    def _map_rows(self, fn, X, width, part, n_draws=1):
+        """``fn(module, x_chunk, workspace)`` over the rows of ``X``; numpy out.
+
+        ``part`` ('encoder', 'decoder' or 'elbo': encoder and ``n_draws``
+        decoder passes) is what runs per row: it sets the chunk size (one
+        rule, :func:`skvae._data.chunk_rows`) and the thread count (one
+        thread unless a chunk's work is large, :func:`inference_threads`).
+        The input chunk and the output are allocated once per call; each
+        chunk is copied into the input buffer (the caller's array, possibly a
+        read-only memmap, is never shared with torch). The module runs in the
+        dtype of ``X``, as its cached :func:`inference_module` view. Where the
+        allocator returns memory to the system eagerly (dask workers), the
+        layers write into a :class:`~skvae._inference.Workspace` too.
+        """
+        module = inference_module(self, X.dtype, view=True)
+        device = next(self.module_.parameters()).device
+        n_rows = X.shape[0]
+        out = np.empty((n_rows, width), dtype=X.dtype)
+        if n_rows == 0:
+            return out
+        encoder = sum(p.numel() for p in self.module_.encoder.parameters())
+        decoder = sum(p.numel() for p in self.module_.decoder.parameters())
+        weights = {"encoder": encoder, "decoder": decoder}.get(
+            part, encoder + n_draws * decoder
+        )
+        chunk = min(n_rows, chunk_rows(n_draws * self._widest_layer()))
+        threads = inference_threads(2 * weights * chunk, device)
+        workspace = Workspace() if _use_workspace() else None
+        x_host = np.empty((chunk, X.shape[1]), dtype=X.dtype)
+        x_tensor = torch.from_numpy(x_host)
+        with torch.no_grad(), torch_threads(threads):
+            for start in range(0, n_rows, chunk):
+                stop = min(start + chunk, n_rows)
+                np.copyto(x_host[: stop - start], X[start:stop])
+                x = x_tensor[: stop - start].to(device)
+                result = fn(module, x, workspace)
+                torch.from_numpy(out[start:stop]).copy_(result)
+        return out
 
     # ------------------------------------------------------------ sklearn API
 
@@ -899,24 +1058,88 @@ default='gaussian'
         super().__setstate__(state)
 
 
-_TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
+# An out-of-core X is read in blocks of buffer_size / 8 rows: each buffer
+# mixes rows of 8 blocks from anywhere in X.
+_BLOCKS_PER_BUFFER = 8
 
 
-def _posterior_mean(module, x):
-    return module.encode(x)[0]
+_MODULE_CACHE_LOCK = threading.Lock()
+# estimator -> {(dtype, view): (key, network)}. Outside the estimator's
+# __dict__, so that inference leaves the estimator as it was, and pickles,
+# clones and copies never carry it.
+_MODULE_CACHES = weakref.WeakKeyDictionary()
+
+
+def inference_module(estimator, dtype, view=False):
+    """The fitted network of ``estimator`` in ``dtype`` (float32 or float64).
+
+    The float32 network is ``estimator.module_`` itself. Any other dtype is a
+    copy, made once and cached on the estimator, so that calls that come
+    block by block (a dask array's chunks, the analysis functions) do not
+    copy the weights each time. The cache is keyed by dtype, device and the
+    weights' version counters (an optimiser step or ``load_state_dict``
+    changes them), dropped by ``fit`` and ``partial_fit``, built under a lock
+    (safe from several threads), held outside the estimator (which it never
+    changes) and never pickled. With ``view``, returns
+    the module's :func:`~skvae._inference.inference_view` instead (cached the
+    same way). The result is for inference under ``torch.no_grad()``; never
+    modify it.
+    """
+    module = estimator.module_
+    parameters = list(module.parameters())
+    target = torch_dtype(dtype)
+    key = (
+        target,
+        parameters[0].device,
+        id(module),
+        tuple(p._version for p in parameters),
+    )
+    if parameters[0].dtype == target and not view:
+        return module
+    entry = _MODULE_CACHES.get(estimator, {}).get((target, view))
+    if entry is not None and entry[0] == key:
+        return entry[1]
+    with _MODULE_CACHE_LOCK:
+        cache = _MODULE_CACHES.setdefault(estimator, {})
+        entry = cache.get((target, view))
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        if parameters[0].dtype == target:
+            converted = module
+        else:
+            # A copy, so that the trained module (and its dtype) never change.
+            converted = copy.deepcopy(module).to(target).eval()
+        result = inference_view(converted) if view else converted
+        cache[(target, view)] = (key, result)
+    return result
+
+
+def _dask_block(block, model, method):
+    """One block of :meth:`VAETransformer._dask_map`, run on a worker."""
+    return getattr(model, method)(block)
+
+
+def _use_workspace():
+    return allocator_trims_eagerly()
+
+
+def _posterior_mean(module, x, workspace=None):
+    return encode(module, x, workspace)[0]
+
+
+def _decoder_mean(likelihood, module, z, workspace=None):
+    return decoder_mean(likelihood, decode(module, z, workspace))
+
+
+def _row_elbo(likelihood, eps, module, x, workspace=None):
+    return elbo_rows(module, likelihood, x, eps.to(x.device), workspace).unsqueeze(1)
 
 
 def _posterior_kl(module, x):
     return kl_divergence(*module.encode(x))
 
 
-def to_tensor(X, dtype, device):
-    """A new tensor holding a copy of ``X``: never a view of the caller's memory."""
-    array = np.array(X, dtype=dtype, order="C", copy=True)
-    return torch.from_numpy(array).to(device)
-
-
-def _score_noise(n_components, dtype, device):
+def score_noise(n_components, dtype, device):
     """The fixed antithetic standard-normal draws used by ``score_samples``."""
     generator = torch.Generator().manual_seed(_SCORE_SEED)
     eps = torch.randn(_N_SCORE_PAIRS, n_components, generator=generator, dtype=dtype)
@@ -1104,6 +1327,28 @@ def _split_indices(n_samples, validation_fraction, random_state):
         )
     order = random_state.permutation(n_samples)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _split_blocks(ranges, validation_fraction, random_state):
+    """Hold out whole blocks for validation: about ``validation_fraction`` of rows.
+
+    Out of core, the early-stopping split is by blocks, so that reading the
+    validation rows is as cheap as reading the training rows.
+    """
+    n_blocks = len(ranges)
+    n_val = int(round(validation_fraction * n_blocks))
+    if n_val < 1 or n_val >= n_blocks:
+        raise ValueError(
+            f"early_stopping with validation_fraction={validation_fraction} on an "
+            f"out-of-core X of {n_blocks} blocks holds out {n_val} blocks; it needs "
+            "at least one block for validation and one for training. Lower "
+            "buffer_size (blocks have buffer_size / 8 rows), change "
+            "validation_fraction or set early_stopping=False."
+        )
+    order = random_state.permutation(n_blocks)
+    val = sorted(order[:n_val].tolist())
+    train = sorted(order[n_val:].tolist())
+    return [ranges[i] for i in train], [ranges[i] for i in val]
 
 
 def _resolve_device(device):

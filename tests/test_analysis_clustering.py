@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 
 from skvae import VAETransformer
-from skvae._vae import KL_ACTIVE_THRESHOLD
+from skvae._vae import KL_ACTIVE_THRESHOLD, inference_module
 from skvae.analysis import latent_clustering_scores, latent_silhouette_scorer
 
 
@@ -52,7 +52,7 @@ def fitted(digits):
 def _kl_per_dimension(vae, X):
     """The mean KL of each latent dimension on X, straight from the module."""
     with torch.no_grad():
-        mean, logvar = vae._module_as(np.float64).encode(torch.from_numpy(X))
+        mean, logvar = inference_module(vae, np.float64).encode(torch.from_numpy(X))
     kl = 0.5 * (mean**2 + torch.exp(logvar) - 1 - logvar)
     return kl.mean(dim=0).numpy()
 

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 import skvae._inference
+import skvae._vae
 from skvae import VAETransformer
-from skvae._inference import inference_view
+from skvae._inference import Workspace, elbo_rows, inference_view
+from skvae._losses import elbo
 from skvae._modules import ACTIVATIONS, VAEModule
 
 
@@ -68,3 +70,66 @@ def test_transform_matches_the_module(digits01):
     np.testing.assert_allclose(
         vae.inverse_transform(mean), decoded, rtol=1e-5, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli", "calibrated_gaussian"])
+@pytest.mark.parametrize("buffered", [False, True])
+def test_elbo_rows_is_the_elbo(likelihood, buffered):
+    module = _module("relu", torch.float64, likelihood == "calibrated_gaussian")
+    if module.log_scale is not None:
+        with torch.no_grad():
+            module.log_scale.copy_(torch.linspace(-2, 1, 9, dtype=torch.float64))
+    generator = torch.Generator().manual_seed(2)
+    x = torch.rand(40, 9, dtype=torch.float64, generator=generator)
+    if likelihood != "bernoulli":
+        x = 3 * x - 1
+    eps = torch.randn(16, 3, dtype=torch.float64, generator=generator)
+    workspace = Workspace() if buffered else None
+    with torch.no_grad():
+        expected = elbo(module, likelihood, x, eps)
+        view = inference_view(module)
+        got = elbo_rows(view, likelihood, x, eps, workspace)
+        again = elbo_rows(view, likelihood, x[:7], eps, workspace)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(again, expected[:7], rtol=1e-12, atol=1e-10)
+
+
+def test_workspace_allocates_once_per_call(monkeypatch):
+    X = np.random.RandomState(0).rand(40_000, 9)  # three chunks of 16,384
+    vae = VAETransformer(max_iter=1, random_state=0).fit(X[:500])
+    expected = vae.transform(X), vae.score_samples(X[:3000])
+    allocations = []
+    real_empty = torch.empty
+
+    def counting_empty(*args, **kwargs):
+        allocations.append(args)
+        return real_empty(*args, **kwargs)
+
+    monkeypatch.setattr(skvae._vae, "_use_workspace", lambda: True)
+    monkeypatch.setattr(skvae._inference.torch, "empty", counting_empty)
+    Z = vae.transform(X)
+    # One buffer per encoder layer (3), for a call of three chunks.
+    assert len(allocations) == 3
+    np.testing.assert_allclose(Z, expected[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        vae.score_samples(X[:3000]), expected[1], rtol=1e-5, atol=1e-4
+    )
+
+
+def test_inference_threads_and_restores_the_count(monkeypatch):
+    assert skvae._inference.inference_threads(1e8, "cpu") == 1
+    assert skvae._inference.inference_threads(1e12, "cpu") is None
+    X = np.random.RandomState(0).rand(3000, 9)
+    vae = VAETransformer(max_iter=1, random_state=0).fit(X)
+    seen = []
+    real_step = skvae._vae.torch_threads
+
+    def recording(n):
+        seen.append(n)
+        return real_step(n)
+
+    monkeypatch.setattr(skvae._vae, "torch_threads", recording)
+    before = torch.get_num_threads()
+    vae.transform(X), vae.inverse_transform(X[:, :2]), vae.score_samples(X)
+    assert seen == [1, 1, 1]
+    assert torch.get_num_threads() == before

@@ -320,7 +320,7 @@ def test_jacobian_means_are_accumulated_in_chunks(vae, scaled, monkeypatch):
     from skvae.plotting import _jacobian
 
     X, _ = scaled
-    monkeypatch.setattr(_jacobian, "_DECODER_CHUNK", 7)
+    monkeypatch.setattr(_jacobian, "chunk_rows", lambda values_per_row: 7)
     decoder = JacobianDisplay.from_estimator(vae, X, side="decoder")
     full = decoder_finite_differences(vae, vae.transform(X), method="central")
     np.testing.assert_allclose(decoder.jacobian, full.mean(axis=0).T, rtol=1e-6)

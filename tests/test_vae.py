@@ -18,7 +18,7 @@ from sklearn.preprocessing import MinMaxScaler
 import skvae._training
 from skvae import PosteriorCollapseWarning, TrainingInterruptedWarning, VAETransformer
 from skvae._losses import kl_divergence
-from skvae._vae import KL_ACTIVE_THRESHOLD
+from skvae._vae import KL_ACTIVE_THRESHOLD, inference_module
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning",
@@ -483,7 +483,7 @@ def test_score_samples_estimates_the_elbo(gaussian_data):
     vae = _vae(max_iter=30).fit(gaussian_data)
     X = gaussian_data[:10]
     # Independent Monte Carlo estimate with many fresh draws, in float64.
-    module = vae._module_as(np.float64)
+    module = inference_module(vae, np.float64)
     gen = torch.Generator().manual_seed(0)
     x = torch.tensor(X)
     with torch.no_grad():

@@ -9,8 +9,9 @@ from sklearn.metrics import (
 )
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
+from .._data import to_tensor
 from .._losses import kl_divergence
-from .._vae import KL_ACTIVE_THRESHOLD, to_tensor
+from .._vae import KL_ACTIVE_THRESHOLD
 from ._common import (
     DEFAULT_BATCH_SIZE,
     chunks,

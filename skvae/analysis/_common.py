@@ -36,7 +36,7 @@ from sklearn.preprocessing import (
 )
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from .._vae import VAETransformer, check_numeric_input
+from .._vae import VAETransformer, check_numeric_input, inference_module
 
 # Rows per chunk when a call does not say: bounds the memory of the
 # intermediate tensors, never the size of the result.
@@ -280,7 +280,7 @@ def check_batch_size(batch_size, values_per_row=None):
 def module_and_device(vae, dtype):
     """The VAE's torch module in ``dtype`` (a copy unless it is float32), and
     the device it lives on."""
-    module = vae._module_as(dtype)
+    module = inference_module(vae, dtype)
     return module, next(module.parameters()).device
 
 

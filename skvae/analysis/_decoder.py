@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
+from .._data import to_tensor
 from .._losses import decoder_mean
-from .._vae import to_tensor
 from ._common import (
     check_batch_size,
     check_codes,

@@ -5,7 +5,7 @@ from numbers import Integral
 import numpy as np
 import torch
 
-from .._vae import to_tensor
+from .._data import to_tensor
 from ._common import (
     check_batch_size,
     check_input_space,
@@ -105,7 +105,7 @@ def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
     >>> J.dtype
     dtype('float64')
     """
-    _, J, blocks = _jacobian_blocks(
+    _, J, blocks = jacobian_blocks(
         vae, X, batch_size, full=True, input_space=input_space
     )
     for _ in blocks:
@@ -113,7 +113,7 @@ def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
     return J
 
 
-def _jacobian_blocks(estimator, X, batch_size, full=False, input_space="pipeline"):
+def jacobian_blocks(estimator, X, batch_size, full=False, input_space="pipeline"):
     """The VAE, an output array and a generator of ``(rows, J[rows])``.
 
     With ``full``, the output holds the whole ``(n_samples, n_components,
@@ -263,7 +263,7 @@ def latent_feature_importance(
         raise ValueError(f"n_top must be a positive integer or None, got {n_top!r}.")
 
     check_input_space(input_space)
-    model, buffer, blocks = _jacobian_blocks(
+    model, buffer, blocks = jacobian_blocks(
         vae, X, batch_size, input_space=input_space
     )
     n_components, n_features = buffer.shape[1:]

@@ -2,11 +2,10 @@
 
 import numpy as np
 
+from .._data import chunk_rows
 from ._base import axes_array, resolve_steps, single_axes, unwrap_vae
 
 _SIDES = ("encoder", "decoder")
-# Rows of latent codes per decoder finite-difference call in from_estimator.
-_DECODER_CHUNK = 4096
 _KINDS = ("heatmap", "bars")
 _TITLES = {
     "encoder": "Encoder Jacobian: mean dz/dx",
@@ -310,7 +309,7 @@ class JacobianDisplay:
         """
         from skvae.analysis import decoder_finite_differences
         from skvae.analysis._common import check_input_space, input_feature_names
-        from skvae.analysis._jacobian import _jacobian_blocks
+        from skvae.analysis._jacobian import jacobian_blocks
 
         if side not in _SIDES:
             raise ValueError(f"side must be one of {_SIDES}, got {side!r}.")
@@ -320,7 +319,7 @@ class JacobianDisplay:
         # Means accumulated chunk by chunk: the per-sample derivatives, of size
         # n_samples x n_components x n_features, are never held at once.
         if side == "encoder":
-            _, buffer, blocks = _jacobian_blocks(
+            _, buffer, blocks = jacobian_blocks(
                 estimator, X, None, input_space=input_space
             )
             jacobian = np.zeros(buffer.shape[1:], dtype=np.float64)
@@ -332,11 +331,13 @@ class JacobianDisplay:
             Z = vae.transform(X_vae)
             n_samples = len(Z)
             jacobian = np.zeros((vae.n_components, vae.n_features_in_))
-            for start in range(0, n_samples, _DECODER_CHUNK):
+            # Rows per call of the (n_features x n_components) derivatives.
+            chunk = chunk_rows(vae.n_components * vae.n_features_in_)
+            for start in range(0, n_samples, chunk):
                 # (rows, n_features, n_components) -> (n_components, n_features)
                 block = decoder_finite_differences(
                     estimator,
-                    Z[start : start + _DECODER_CHUNK],
+                    Z[start : start + chunk],
                     step=step,
                     method="central",
                     input_space=input_space,
