@@ -164,9 +164,9 @@ def _is_clip_negative(step):
     """Whether ``step`` is the clip-at-zero step of ``flows_preprocessor``."""
     if not isinstance(step, FunctionTransformer):
         return False
-    from ..datasets._flows import _clip_negative
+    from ..datasets._flows import clip_negative
 
-    return step.func is _clip_negative and step.inverse_func is None
+    return step.func is clip_negative and step.inverse_func is None
 
 
 def _check_supported(step):

@@ -557,7 +557,7 @@ def make_flows(
     return X, y
 
 
-def _clip_negative(X):
+def clip_negative(X):
     """Return a copy of ``X`` with negative values replaced by 0."""
     return np.maximum(X, 0)
 
@@ -603,7 +603,7 @@ def flows_preprocessor():
     0.9...
     """
     return make_pipeline(
-        FunctionTransformer(_clip_negative, feature_names_out="one-to-one"),
+        FunctionTransformer(clip_negative, feature_names_out="one-to-one"),
         MinMaxScaler(clip=True),
     )
 
