@@ -136,10 +136,10 @@ def build_parser():
     model.add_argument(
         "--max-iter",
         type=_positive_int,
-        default=200,
+        default=500,
         metavar="N",
-        help="maximum epochs per fit; training also stops when the loss "
-        "stalls (default: 200)",
+        help="epochs per fit: every fit trains exactly N epochs, as the "
+        "original post's Keras fit(epochs=N) did (default: 500)",
     )
     model.add_argument(
         "--n-components",
@@ -226,7 +226,8 @@ def _run_demo(args):
     n_fits = len(args.recon_weights) * args.seeds
     say(
         f"Fitting VAETransformer(n_components={args.n_components}, "
-        f"likelihood='bernoulli', max_iter={args.max_iter}) with GridSearchCV: "
+        f"likelihood='bernoulli', max_iter={args.max_iter}, "
+        f"n_iter_no_change={args.max_iter}) with GridSearchCV: "
         f"recon_weight in {_weights(args.recon_weights)} x {args.seeds} seeds = "
         f"{n_fits} fits, then one refit per recon_weight on all rows for the "
         "figures.",

@@ -33,7 +33,7 @@ from skvae.plotting import (
     LossCurveDisplay,
 )
 
-max_iter = 200
+max_iter = 500
 # sphinx_gallery_start_ignore
 # The documentation's quick build (SKVAE_DOCS_QUICK=1) trains for a few epochs
 # only; the figures are then not meaningful. Hidden from the page.
@@ -63,7 +63,11 @@ print(pd.Series(labels).value_counts())
 # Two models, one difference
 # --------------------------
 # Both have three latent dimensions, as in the original post, and the same seed.
-# Only ``recon_weight`` differs. The collapsed model warns after ``fit``.
+# Only ``recon_weight`` differs. Both train exactly ``max_iter`` epochs, as the
+# original post's Keras ``fit(epochs=...)`` did (``n_iter_no_change=max_iter``
+# turns off the stop on a stalled loss, which on these flows ends training
+# before the informative dimension opens). The collapsed model warns after
+# ``fit``.
 models = {}
 for recon_weight in [1, "auto"]:
     vae = VAETransformer(
@@ -71,6 +75,7 @@ for recon_weight in [1, "auto"]:
         likelihood="bernoulli",
         recon_weight=recon_weight,
         max_iter=max_iter,
+        n_iter_no_change=max_iter,
         random_state=0,
     )
     with warnings.catch_warnings(record=True) as caught:
