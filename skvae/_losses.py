@@ -151,6 +151,10 @@ def elbo(module, likelihood, x, eps):
     return expected_loglik - kl_divergence(mean, logvar).sum(dim=-1)
 
 
+# Range of the proposal's log-variance in importance_weighted_terms.
+IW_LOGVAR_MIN, IW_LOGVAR_MAX = -30.0, 20.0
+
+
 def importance_weighted_terms(module, likelihood, x, eps):
     """Log importance weights and per-feature NLL for fixed draws ``eps``.
 
@@ -158,7 +162,9 @@ def importance_weighted_terms(module, likelihood, x, eps):
     the log weight is ``log p(x | z_k) + log p(z_k) - log q(z_k | x)`` (Burda
     et al. 2016). The network runs in the dtype of ``x``; the likelihood, the
     densities and every sum over features or latent dimensions are computed in
-    float64, from the decoder's output cast to float64.
+    float64, from the decoder's output cast to float64. The proposal's
+    log-variance is clamped to [-30, 20], which keeps the draws finite for
+    finite (however distant) rows and leaves the bound a bound.
 
     Parameters
     ----------
@@ -172,6 +178,9 @@ def importance_weighted_terms(module, likelihood, x, eps):
         ``-log p(x_j | z_k)`` per draw, row and feature, in nats.
     """
     mean, logvar = module.encode(x)
+    # Any proposal gives a valid bound, so the log-variance may be clamped: far
+    # from the data the encoder's can overflow exp (inf * 0 = NaN in z).
+    logvar = torch.clamp(logvar, IW_LOGVAR_MIN, IW_LOGVAR_MAX)
     std = torch.exp(0.5 * logvar)
     z = mean.unsqueeze(0) + std.unsqueeze(0) * eps.to(x.dtype).unsqueeze(1)
     decoded = module.decode(z).to(torch.float64)

@@ -38,9 +38,9 @@ class VAEOutlierDetector(OutlierMixin, VAETransformer):
     which features make a row unlikely.
 
     Every parameter of :class:`VAETransformer` is a parameter here, with the
-    same meaning; only the defaults of ``n_components`` and ``likelihood``
-    differ. :func:`skvae.datasets.anomaly_preprocessor` is the preprocessing
-    recommended for heavy-tailed counts such as network flows.
+    same meaning; only the defaults of ``n_components``, ``likelihood`` and
+    ``batch_size`` differ. :func:`skvae.datasets.anomaly_preprocessor` is the
+    preprocessing recommended for heavy-tailed counts such as network flows.
 
     Parameters
     ----------
@@ -87,8 +87,10 @@ default='calibrated_gaussian'
     max_iter : int, default=200
         Maximum number of epochs.
 
-    batch_size : int, default=128
-        Minibatch size.
+    batch_size : int, default=32
+        Minibatch size. Smaller than the transformer's default: a detector is
+        often fitted on a few hundred normal rows, and at 128 it would take
+        too few steps in ``max_iter`` epochs (``benchmarks/bench_anomaly.py``).
 
     learning_rate_init : float, default=1e-3
         Adam's learning rate.
@@ -239,7 +241,7 @@ default='calibrated_gaussian'
         beta=1.0,
         kl_warmup=0,
         max_iter=200,
-        batch_size=128,
+        batch_size=32,
         learning_rate_init=1e-3,
         tol=1e-4,
         n_iter_no_change=10,
