@@ -44,7 +44,7 @@ class VAEOutlierDetector(OutlierMixin, VAETransformer):
 
     Parameters
     ----------
-    n_components : int, default=3
+    n_components : int, default=4
         Dimension of the latent space.
 
     contamination : 'auto' or float, default='auto'
@@ -208,15 +208,16 @@ default='calibrated_gaussian'
     >>> import numpy as np
     >>> from skvae import VAEOutlierDetector
     >>> rng = np.random.RandomState(0)
-    >>> X_train = rng.normal(size=(300, 4))
-    >>> X_test = np.r_[rng.normal(size=(5, 4)), np.full((1, 4), 6.0)]
+    >>> mixing = rng.normal(size=(2, 6))
+    >>> X_train = rng.normal(size=(300, 2)) @ mixing
+    >>> X_test = np.r_[rng.normal(size=(5, 2)) @ mixing, np.full((1, 6), 3.0)]
     >>> detector = VAEOutlierDetector(max_iter=20, random_state=0).fit(X_train)
     >>> detector.predict(X_test)
     array([ 1,  1,  1,  1,  1, -1])
     >>> detector.score_samples(X_test).shape
     (6,)
     >>> detector.feature_contributions(X_test[-1:]).shape
-    (1, 4)
+    (1, 6)
     """
 
     _parameter_constraints = {
@@ -230,7 +231,7 @@ default='calibrated_gaussian'
 
     def __init__(
         self,
-        n_components=3,
+        n_components=4,
         *,
         contamination="auto",
         n_importance_samples=64,
