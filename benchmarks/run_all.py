@@ -8,7 +8,7 @@ figures of every benchmark (each script writes its detailed tables next to
 it), goes to ``benchmarks/results/summary.md``, which the README's performance
 section shows. Run::
 
-    python benchmarks/run_all.py            # a few minutes, and about 5 for bench_anomaly
+    python benchmarks/run_all.py            # a few minutes (bench_anomaly: 5)
     python benchmarks/run_all.py --quick    # smoke test, about 2 minutes
     python benchmarks/run_all.py --only training inference
 
