@@ -38,9 +38,10 @@ class VAEOutlierDetector(OutlierMixin, VAETransformer):
     which features make a row unlikely.
 
     Every parameter of :class:`VAETransformer` is a parameter here, with the
-    same meaning; only the defaults of ``n_components``, ``likelihood`` and
-    ``batch_size`` differ. :func:`skvae.datasets.anomaly_preprocessor` is the
-    preprocessing recommended for heavy-tailed counts such as network flows.
+    same meaning; only the defaults of ``n_components``, ``activation``,
+    ``likelihood`` and ``batch_size`` differ.
+    :func:`skvae.datasets.anomaly_preprocessor` is the preprocessing
+    recommended for heavy-tailed counts such as network flows.
 
     Parameters
     ----------
@@ -64,8 +65,11 @@ class VAEOutlierDetector(OutlierMixin, VAETransformer):
         Widths of the encoder's hidden layers; the decoder mirrors them.
 
     activation : {'relu', 'tanh', 'logistic', 'elu', 'gelu', 'silu', \
-'leaky_relu'}, default='relu'
-        Activation between hidden layers.
+'leaky_relu'}, default='tanh'
+        Activation between hidden layers. 'tanh' gave a higher ROC AUC than
+        the transformer's 'relu' on each data set of
+        ``benchmarks/bench_anomaly.py`` (flows 1.000 vs 0.996, breast_cancer
+        0.963 vs 0.955, digits 0.992 vs 0.990).
 
     likelihood : {'gaussian', 'bernoulli', 'calibrated_gaussian'}, \
 default='calibrated_gaussian'
@@ -249,7 +253,7 @@ default='calibrated_gaussian'
         contamination="auto",
         n_importance_samples=64,
         hidden_layer_sizes=(64, 32),
-        activation="relu",
+        activation="tanh",
         likelihood="calibrated_gaussian",
         recon_weight="auto",
         beta=1.0,

@@ -59,6 +59,8 @@ def numpy_mlp(sequential, h):
             weight = layer.weight.detach().double().numpy()
             bias = layer.bias.detach().double().numpy()
             h = h @ weight.T + bias
+        elif isinstance(layer, nn.Tanh):
+            h = np.tanh(h)
         else:
             assert isinstance(layer, nn.ReLU)
             h = np.maximum(h, 0)
@@ -100,8 +102,9 @@ def numpy_logmeanexp(a):
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "calibrated_gaussian", "bernoulli"])
-def test_score_samples_matches_brute_force_numpy(likelihood):
-    detector, X = fitted(likelihood, n_importance_samples=16)
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_score_samples_matches_brute_force_numpy(likelihood, activation):
+    detector, X = fitted(likelihood, n_importance_samples=16, activation=activation)
     log_weights, nll = numpy_terms(detector, X)
     assert_allclose(detector.score_samples(X), numpy_logmeanexp(log_weights), rtol=1e-9)
     contributions = detector.feature_contributions(X)
