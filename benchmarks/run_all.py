@@ -8,7 +8,7 @@ figures of every benchmark (each script writes its detailed tables next to
 it), goes to ``benchmarks/results/summary.md``, which the README's performance
 section shows. Run::
 
-    python benchmarks/run_all.py            # a few minutes
+    python benchmarks/run_all.py            # a few minutes (bench_anomaly: 5)
     python benchmarks/run_all.py --quick    # smoke test, about 2 minutes
     python benchmarks/run_all.py --only training inference
 
@@ -275,6 +275,27 @@ def flows_rows(results):
     ]
 
 
+def anomaly_rows(results):
+    """One row per data set of ``bench_anomaly.py``: default detector vs the best."""
+    anomaly = _load(results, "anomaly")
+    if not anomaly:
+        return []
+    rows = []
+    for data_name, entry in anomaly["summary"].items():
+        best_auc, best_name = entry["best_other"]
+        pyod = entry.get("pyod_auc")
+        rows.append(
+            [
+                f"anomaly ROC AUC, {data_name}: VAEOutlierDetector() vs the best "
+                "other detector" + ("" if pyod is None else f" (pyod VAE {pyod:.3f})"),
+                f"{entry['default_auc']:.3f}",
+                f"{best_auc:.3f} ({best_name})",
+                f"difference {entry['default_auc'] - best_auc:+.3f}",
+            ]
+        )
+    return rows
+
+
 def run_line(statuses):
     if all(seconds is None for _, seconds in statuses.values()):
         return "Figures as each script last wrote them in `results/`."
@@ -305,7 +326,10 @@ def summary(results, statuses, quick):
         "",
         markdown_table(
             ["measure", "skvae", "baseline", "ratio"],
-            headline_rows(results) + jacobian_rows(results) + flows_rows(results),
+            headline_rows(results)
+            + jacobian_rows(results)
+            + flows_rows(results)
+            + anomaly_rows(results),
         ),
         "",
         run_line(statuses) + f" Detailed tables: {details}.",

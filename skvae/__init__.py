@@ -10,6 +10,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "VAETransformer",
+    "VAEOutlierDetector",
     "PosteriorCollapseWarning",
     "TrainingInterruptedWarning",
     "InconsistentVersionWarning",
@@ -23,6 +24,7 @@ __all__ = [
 
 _LAZY_ATTRIBUTES = {
     "VAETransformer": "skvae._vae",
+    "VAEOutlierDetector": "skvae._outlier",
     "PosteriorCollapseWarning": "skvae._vae",
     "TrainingInterruptedWarning": "skvae._vae",
     "InconsistentVersionWarning": "skvae._persistence",

@@ -1,10 +1,12 @@
 """The one place that imports scikit-learn internals.
 
-``_fit_context`` and the parameter-constraint classes are private in
-scikit-learn but stable since 1.2; if they move, only this module changes.
+``_fit_context``, the parameter-constraint classes and ``_get_output_config``
+(the container ``set_output`` asks for) are private in scikit-learn but stable
+since 1.2; if they move, only this module changes.
 """
 
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._set_output import _get_output_config
 
-__all__ = ["Interval", "StrOptions", "_fit_context"]
+__all__ = ["Interval", "StrOptions", "_fit_context", "_get_output_config"]

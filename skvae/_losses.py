@@ -208,3 +208,73 @@ def negative_log_likelihood_row_sums_(likelihood, decoded, x, log_scale=None):
         weighted = torch.matmul(squared, torch.exp(-2.0 * log_scale))
         return weighted.mul_(0.5).add_(log_scale.sum() + n_features * _HALF_LOG_2PI)
     return squared.sum(dim=-1).mul_(0.5).add_(n_features * _HALF_LOG_2PI)
+
+
+# Range of the proposal's log-variance in importance_weighted_terms.
+IW_LOGVAR_MIN, IW_LOGVAR_MAX = -30.0, 20.0
+
+
+def importance_weighted_terms(module, likelihood, x, eps):
+    """Log importance weights and per-feature NLL for fixed draws ``eps``.
+
+    For each row and each draw ``z_k = mean + std * eps_k`` of ``q(z | x)``,
+    the log weight is ``log p(x | z_k) + log p(z_k) - log q(z_k | x)`` (Burda
+    et al. 2016). The network runs in the dtype of ``x``; the likelihood, the
+    densities and every sum over features or latent dimensions are computed in
+    float64, from the decoder's output cast to float64. The proposal's
+    log-variance is clamped to [-30, 20], which keeps the draws finite for
+    finite (however distant) rows and leaves the bound a bound.
+
+    Parameters
+    ----------
+    eps : tensor of shape (n_draws, n_components)
+        Standard-normal draws, the same for every row.
+
+    Returns
+    -------
+    log_weights : float64 tensor of shape (n_draws, n)
+    nll : float64 tensor of shape (n_draws, n, n_features)
+        ``-log p(x_j | z_k)`` per draw, row and feature, in nats.
+    """
+    mean, logvar = module.encode(x)
+    # Any proposal gives a valid bound, so the log-variance may be clamped: far
+    # from the data the encoder's can overflow exp (inf * 0 = NaN in z).
+    logvar = torch.clamp(logvar, IW_LOGVAR_MIN, IW_LOGVAR_MAX)
+    std = torch.exp(0.5 * logvar)
+    z = mean.unsqueeze(0) + std.unsqueeze(0) * eps.to(x.dtype).unsqueeze(1)
+    decoded = module.decode(z).to(torch.float64)
+    log_scale = module.log_scale
+    if log_scale is not None:
+        log_scale = log_scale.to(torch.float64)
+    target = x.to(torch.float64).unsqueeze(0).expand_as(decoded)
+    nll = negative_log_likelihood(likelihood, decoded, target, log_scale)
+    eps64 = eps.to(device=x.device, dtype=torch.float64)
+    # log p(z) - log q(z | x) with z = mean + std * eps: the normalising
+    # constants cancel and q's quadratic form is eps^2 exactly.
+    log_prior_ratio = (
+        0.5 * torch.square(eps64).sum(dim=-1).unsqueeze(1)
+        + 0.5 * logvar.to(torch.float64).sum(dim=-1).unsqueeze(0)
+        - 0.5 * torch.square(z.to(torch.float64)).sum(dim=-1)
+    )
+    return log_prior_ratio - nll.sum(dim=-1), nll
+
+
+def importance_weighted_bound(log_weights):
+    """``log mean_k exp(log_weights[k])`` per row: the IWAE bound, in float64.
+
+    Parameters
+    ----------
+    log_weights : tensor of shape (n_draws, n)
+        From :func:`importance_weighted_terms`.
+
+    Returns
+    -------
+    float64 tensor of shape (n,)
+        A lower bound on ``log p(x)`` in expectation over the draws, tighter as
+        ``n_draws`` grows; with one draw, an unbiased estimate of the ELBO.
+        Computed with log-sum-exp, so it is finite whenever every log weight
+        is, however negative.
+    """
+    log_weights = log_weights.to(torch.float64)
+    n_draws = log_weights.shape[0]
+    return torch.logsumexp(log_weights, dim=0) - math.log(n_draws)

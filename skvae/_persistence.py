@@ -60,6 +60,7 @@ FORMAT_VERSION = 1
 # is one line here (its private state, if any beyond PRIVATE_STATE, goes there).
 ESTIMATORS = {
     "VAETransformer": "skvae._vae",
+    "VAEOutlierDetector": "skvae._outlier",
 }
 
 # The private attributes that save writes, and why they matter. Every other

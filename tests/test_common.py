@@ -4,7 +4,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skvae import VAETransformer
+from skvae import VAEOutlierDetector, VAETransformer
 
 # Checks that no Pipeline can pass, whatever its steps: a Pipeline fits the
 # estimators held in its ``steps`` parameter in place. A Pipeline of two
@@ -24,6 +24,10 @@ PIPELINE_EXPECTED_FAILURES = {
         VAETransformer(random_state=0),
         VAETransformer(likelihood="calibrated_gaussian", max_iter=20, random_state=0),
         VAETransformer(early_stopping=True, kl_warmup=3, random_state=0),
+        VAEOutlierDetector(max_iter=20, random_state=0),
+        VAEOutlierDetector(
+            likelihood="gaussian", n_importance_samples=1, random_state=0
+        ),
     ]
 )
 def test_sklearn_compatible_estimator(estimator, check):

@@ -58,8 +58,11 @@ def test_feature_names_match_the_issue():
 def test_public_api_is_exported():
     assert set(skvae.datasets.__all__) == {
         "FLOW_FEATURE_NAMES",
+        "anomaly_preprocessor",
         "flows_preprocessor",
+        "make_anomaly_pipeline",
         "make_flows",
+        "signed_log1p",
     }
     assert skvae.datasets.make_flows is make_flows
 

@@ -11,6 +11,7 @@ GALLERY_ORDER = [
     "plot_latent_interpretation.py",
     "plot_pipeline_classifier.py",
     "plot_anomaly_scores.py",
+    "plot_anomaly_flows.py",
 ]
 
 
