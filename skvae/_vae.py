@@ -1142,8 +1142,10 @@ def _posterior_kl(module, x):
 def score_noise(n_components, dtype, device):
     """The fixed antithetic standard-normal draws used by ``score_samples``."""
     generator = torch.Generator().manual_seed(_SCORE_SEED)
-    eps = torch.randn(_N_SCORE_PAIRS, n_components, generator=generator, dtype=dtype)
-    return torch.cat([eps, -eps]).to(device)
+    # Drawn in float32 whatever ``dtype``: torch's randn draws other numbers in
+    # float64, and a row's score must not depend on the dtype it comes in.
+    eps = torch.randn(_N_SCORE_PAIRS, n_components, generator=generator)
+    return torch.cat([eps, -eps]).to(device=device, dtype=dtype)
 
 
 class _Snapshot:
