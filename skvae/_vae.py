@@ -32,6 +32,7 @@ from ._data import (
     format_rows,
     is_dask_array,
     is_out_of_core,
+    refuse_overflow,
     to_tensor,
     torch_dtype,
 )
@@ -573,6 +574,10 @@ default='gaussian'
             # The one copy of X that training makes; the validation split and
             # the shuffles index into it.
             X_all = to_tensor(X, np.float32, device)
+            if not bool(torch.isfinite(X_all).all()):
+                # X is finite (validate_data): a float64 value beyond float32.
+                row = int(torch.nonzero(~torch.isfinite(X_all).all(dim=1))[0, 0])
+                refuse_overflow(X[row], row, "X", np.float32)
             rows = diagnostic_rows = InMemoryRows(X_all)
             if validate:
                 train_idx, val_idx = _split_indices(

@@ -360,3 +360,16 @@ def test_a_row_scores_the_same_in_float32_and_float64(likelihood):
     np.testing.assert_allclose(
         vae.score_samples(X), vae.score_samples(X.astype(np.float64)), rtol=2e-5
     )
+
+
+@pytest.mark.parametrize("engine", ["ndarray", *ENGINES])
+def test_a_float64_value_beyond_float32_is_named_not_called_nan(tmp_path, engine):
+    # Streamed, a finite 1e39 became inf in the float32 block and was reported
+    # as "NaN or infinity"; in memory it was a "Training diverged" error.
+    X = _data(dtype=np.float64)
+    X[600, 1] = -1e39
+    source = X if engine == "ndarray" else _streamed(engine, tmp_path, X)
+    vae = _vae()
+    with pytest.raises(ValueError, match=r"too large for float32 at row 600 .*1e\+39"):
+        _quiet(vae.fit, source)
+    assert not hasattr(vae, "module_")
