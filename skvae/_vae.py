@@ -1119,9 +1119,23 @@ def inference_module(estimator, dtype, view=False):
     return result
 
 
-def _dask_block(block, model, method):
-    """One block of :meth:`VAETransformer._dask_map`, run on a worker."""
-    return getattr(model, method)(block)
+def _dask_block(block, model, method, block_info=None):
+    """One block of :meth:`VAETransformer._dask_map`, run on a worker.
+
+    An error names the block's rows in the whole array: the method itself
+    only sees the block.
+    """
+    try:
+        return getattr(model, method)(block)
+    except ValueError as exc:
+        location = ((block_info or {}).get(0) or {}).get("array-location")
+        if not location:
+            raise
+        start, stop = location[0]
+        raise ValueError(
+            f"In {format_rows(start, stop)} of the dask array (row indices "
+            f"below count from row {start:,}): {exc}"
+        ) from exc
 
 
 def _use_workspace():

@@ -373,3 +373,20 @@ def test_a_float64_value_beyond_float32_is_named_not_called_nan(tmp_path, engine
     with pytest.raises(ValueError, match=r"too large for float32 at row 600 .*1e\+39"):
         _quiet(vae.fit, source)
     assert not hasattr(vae, "module_")
+
+
+@pytest.mark.parametrize("method", ["transform", "score_samples"])
+@pytest.mark.parametrize("how", ["nan", "support", "huge"])
+def test_dask_inference_errors_name_the_block_rows(method, how):
+    # Out of core, an error names the rows in the whole array (issue 9), as
+    # the streamed fit does; the block function only saw its block.
+    X = _data("bernoulli", np.float64)
+    vae = _vae(likelihood="bernoulli", buffer_size=10_000)
+    _quiet(vae.fit, X)
+    X[603, 1] = {"nan": np.nan, "support": 1.5, "huge": 1e300}[how]
+    lazy = getattr(vae, method)(_dask(X))
+    if how != "nan" and method == "transform":
+        np.testing.assert_array_equal(lazy.compute(), vae.transform(X))
+        return
+    with pytest.raises(ValueError, match=r"In rows 576\.\.639 of the dask array"):
+        lazy.compute()
