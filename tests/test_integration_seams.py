@@ -390,3 +390,70 @@ def test_dask_inference_errors_name_the_block_rows(method, how):
         return
     with pytest.raises(ValueError, match=r"In rows 576\.\.639 of the dask array"):
         lazy.compute()
+
+
+# ------------------------------------------------ Ctrl-C in a streamed fit
+
+
+class _SignallingArray:
+    """An out-of-core array-like that sends SIGINT to this process at read ``at``.
+
+    The signal is real, so it lands where the fit happens to be: in the
+    training loop (interruptible) or in the diagnostics read after it
+    (deferred). pytest runs tests in the main thread, where signals arrive.
+    """
+
+    def __init__(self, X, at):
+        self._X, self._at, self.reads = X, at, 0
+        self.shape, self.ndim, self.dtype = X.shape, X.ndim, X.dtype
+
+    def __getitem__(self, index):
+        self.reads += 1
+        if self.reads == self._at:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+        return self._X[index]
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals"
+)
+@pytest.mark.parametrize("where", ["first-epoch", "later-epoch", "diagnostics"])
+def test_ctrl_c_in_a_streamed_fit_gives_a_consistent_model(where):
+    from skvae import TrainingInterruptedWarning
+    from skvae._losses import kl_divergence
+
+    X = _data()
+    max_iter = 4
+    n_blocks = N_ROWS // (BUFFER // 8)
+    at = {"first-epoch": 3, "later-epoch": 2 * n_blocks + 3}.get(
+        where, max_iter * n_blocks + 1
+    )
+    source = _SignallingArray(X, at)
+    vae = _vae(max_iter=max_iter, tol=0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vae.fit(source)
+    assert source.reads >= at
+    assert any(issubclass(w.category, TrainingInterruptedWarning) for w in caught)
+    expected_epochs = {"first-epoch": 0, "later-epoch": 2}.get(where, max_iter)
+    assert vae.n_iter_ == expected_epochs == len(vae.loss_curve_)
+    # The diagnostics are of the final weights, on the bounded sample.
+    sample = np.concatenate(
+        [X[start:stop] for start, stop in _sample_ranges(vae, source)]
+    )
+    with torch.no_grad():
+        mean, logvar = vae.module_.encode(torch.from_numpy(sample))
+        kl = kl_divergence(mean, logvar).double().mean(dim=0).numpy()
+    np.testing.assert_allclose(vae.kl_per_dimension_, kl, rtol=1e-5, atol=1e-7)
+    assert np.all(np.isfinite(vae.transform(X)))
+
+
+def _sample_ranges(vae, X):
+    from skvae._data import RowSource, StreamedRows, block_ranges
+
+    ranges = block_ranges(X, vae.buffer_size // 8)
+    rows = StreamedRows(RowSource(X, np.float32), ranges, vae.buffer_size, "cpu")
+    return rows.sample(vae.buffer_size).ranges
