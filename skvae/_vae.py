@@ -588,6 +588,7 @@ default='gaussian'
                 val_chunks = partial(val_rows.chunks, val_chunk)
 
         generator = torch.Generator(device=device).manual_seed(seed)
+        epochs_before = self._history.n_epochs
         status = "interrupted"
         try:
             if interrupts.pending:
@@ -630,7 +631,11 @@ default='gaussian'
             )
             print(
                 fit_summary(
-                    self.n_iter_, reason, self.active_units_, self.n_components
+                    self.n_iter_ - epochs_before,
+                    reason,
+                    self.active_units_,
+                    self.n_components,
+                    total_epochs=self.n_iter_,
                 ),
                 flush=True,
             )

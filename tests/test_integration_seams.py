@@ -296,9 +296,26 @@ def test_verbose_streamed_fit_and_partial_fit_print_progress(tmp_path):
     with redirect_stdout(out):
         _quiet(vae.fit, X)
         _quiet(vae.partial_fit, X)
-    text = out.getvalue()
-    assert "1/2" in text and "2/2" in text, text
-    assert "epoch" in text.lower() or "stopped" in text.lower(), text
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Epoch 1/2") and lines[1].startswith("Epoch 2/2")
+    assert lines[2].startswith("Trained 2 epochs: stopped because reached max_iter")
+    assert lines[3].startswith("Epoch 3/3"), lines  # partial_fit: one epoch
+    assert len(lines) == 4, lines
+
+
+def test_verbose_warm_start_summary_counts_this_calls_epochs(tmp_path):
+    # It said "Trained 4 epochs: stopped because reached max_iter=2".
+    X = _memmap(tmp_path, _data())
+    vae = _vae(verbose=1, max_iter=2, warm_start=True)
+    _quiet(vae.fit, X)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        _quiet(vae.fit, X)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("Epoch 3/4"), lines
+    assert lines[-1].startswith(
+        "Trained 2 epochs (4 in all): stopped because reached max_iter=2"
+    ), lines
 
 
 # ------------------------------------------------ in-place ELBO
