@@ -503,7 +503,10 @@ default='gaussian'
         check_numeric_input(X)
         # Out-of-core data larger than one buffer is streamed; anything else
         # is converted whole.
-        streamed = is_out_of_core(X) and X.ndim >= 1 and X.shape[0] > self.buffer_size
+        # (An unknown number of rows, NaN, counts as more: check_out_of_core
+        # then says how to fix it, instead of loading the whole array.)
+        streamed = is_out_of_core(X) and X.ndim >= 1
+        streamed = streamed and not X.shape[0] <= self.buffer_size
         if streamed:
             n_samples, n_features = check_out_of_core(
                 X, None if first_pass else self.n_features_in_

@@ -474,3 +474,19 @@ def _sample_ranges(vae, X):
     ranges = block_ranges(X, vae.buffer_size // 8)
     rows = StreamedRows(RowSource(X, np.float32), ranges, vae.buffer_size, "cpu")
     return rows.sample(vae.buffer_size).ranges
+
+
+def test_a_dask_array_of_unknown_length_is_not_loaded_whole():
+    # X.shape[0] is NaN (a dask DataFrame's .values): NaN > buffer_size was
+    # False, so fit computed the whole array into memory whatever buffer_size.
+    pd = pytest.importorskip("pandas")
+    dd = pytest.importorskip("dask.dataframe")
+    X = _data(dtype=np.float64)
+    frame = dd.from_pandas(pd.DataFrame(X), npartitions=5)
+    vae = _vae()
+    with pytest.raises(ValueError, match=r"unknown number of rows.*compute_chunk"):
+        _quiet(vae.fit, frame.values)
+    assert not hasattr(vae, "n_features_in_")
+    known = frame.values.compute_chunk_sizes()
+    _quiet(vae.fit, known)
+    assert vae.n_features_in_ == N_FEATURES
