@@ -490,3 +490,36 @@ def test_a_dask_array_of_unknown_length_is_not_loaded_whole():
     known = frame.values.compute_chunk_sizes()
     _quiet(vae.fit, known)
     assert vae.n_features_in_ == N_FEATURES
+
+
+@pytest.mark.parametrize("how", ["save", "pickle", "skops"])
+def test_loaded_streamed_model_survives_a_failed_streamed_partial_fit(tmp_path, how):
+    X = _data()
+    source = _memmap(tmp_path, X)
+    vae = _vae()
+    _quiet(vae.fit, source)
+
+    def reload():
+        if how == "save":
+            skvae.save(vae, tmp_path / "m.skvae")
+            return skvae.load(tmp_path / "m.skvae")
+        if how == "pickle":
+            return pickle.loads(pickle.dumps(vae))
+        sio = pytest.importorskip("skops.io")
+        sio.dump(vae, tmp_path / "m.skops")
+        return sio.load(tmp_path / "m.skops", trusted=sio.get_untrusted_types(
+            file=tmp_path / "m.skops"))
+
+    loaded, fresh = reload(), reload()
+    before = _state(loaded)
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    with pytest.raises(ValueError, match="non-finite"):
+        _quiet(loaded.partial_fit, _memmap(bad_dir, _spoil(X, "nan", N_ROWS - 5)))
+    np.testing.assert_equal(_state(loaded), before)
+    # The optimiser state that loading gave survived: both continue alike.
+    _quiet(loaded.partial_fit, source)
+    _quiet(fresh.partial_fit, source)
+    X64 = X.astype(np.float64)
+    np.testing.assert_array_equal(loaded.transform(X64), fresh.transform(X64))
+    np.testing.assert_equal(_state(loaded), _state(fresh))
