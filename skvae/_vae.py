@@ -937,13 +937,15 @@ default='gaussian'
                 )
                 bad = bad[~np.all(np.isfinite(out[bad]), axis=1)]
         if bad.size:
+            # float64 X was already tried in float64: only float32 X can gain.
+            instead = "pass float64 X, " if X.dtype != np.float64 else ""
             raise ValueError(
                 f"{what} gives NaN or infinity for {bad.size} of {X.shape[0]} rows "
                 f"(row indices {_some(bad)}) in {X.dtype}: these rows lie far "
                 "outside the training data (largest |value| in them "
                 f"{float(np.max(np.abs(X[bad]))):.3g}), or the model's weights are "
                 "not finite (a diverged fit). Scale X as the training data was, "
-                "pass float64 X, or treat these rows as outliers."
+                f"{instead}or treat these rows as outliers."
             )
         return out
 

@@ -523,3 +523,14 @@ def test_loaded_streamed_model_survives_a_failed_streamed_partial_fit(tmp_path, 
     X64 = X.astype(np.float64)
     np.testing.assert_array_equal(loaded.transform(X64), fresh.transform(X64))
     np.testing.assert_equal(_state(loaded), _state(fresh))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_error_for_unscorable_rows_suggests_float64_only_for_float32(dtype):
+    X = _data(dtype=np.float64)
+    vae = _vae(buffer_size=10_000)
+    _quiet(vae.fit, X)
+    rows = (X[:5] * 1e30).astype(dtype)
+    with pytest.raises(ValueError, match="row indices") as info:
+        vae.score_samples(rows)
+    assert ("pass float64 X" in str(info.value)) == (dtype == np.float32)
