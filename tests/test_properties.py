@@ -50,7 +50,7 @@ DTYPES = [
 ]
 N_FEATURES = 3
 N_COMPONENTS = 2
-LAYOUTS = ["C", "F", "strided", "reversed", "read-only", "pandas"]
+LAYOUTS = ["C", "F", "strided", "reversed", "read-only", "pandas", "memmap"]
 CLEAR_ERRORS = (ValueError, TypeError)
 
 
@@ -124,7 +124,24 @@ def arrays(draw, n_features=None, max_rows=12):
         X.flags.writeable = False
     elif layout == "pandas":
         X = pd.DataFrame(X, columns=[f"f{i}" for i in range(n_cols)])
+    elif layout == "memmap":
+        X = _as_memmap(X, _memmap_directory(), f"layout{draw(st.integers(0, 3))}")
     return X
+
+
+_MEMMAP_DIRECTORY = []
+
+
+def _memmap_directory():
+    if not _MEMMAP_DIRECTORY:
+        import atexit
+        import shutil
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="skvae-properties-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        _MEMMAP_DIRECTORY.append(directory)
+    return _MEMMAP_DIRECTORY[0]
 
 
 def _snapshot(X):
