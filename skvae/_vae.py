@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import inspect
 import os
 import threading
 import warnings
@@ -1070,6 +1071,12 @@ default='gaussian'
     def __setstate__(self, state):
         state = torch_state(state)
         state.setdefault("_optimizer", None)
+        # A pickle from before a parameter existed (buffer_size) gets its
+        # default: get_params, repr, clone and fit read every parameter.
+        signature = inspect.signature(type(self).__init__)
+        for name, parameter in signature.parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                state.setdefault(name, parameter.default)
         super().__setstate__(state)
 
 

@@ -534,3 +534,24 @@ def test_the_error_for_unscorable_rows_suggests_float64_only_for_float32(dtype):
     with pytest.raises(ValueError, match="row indices") as info:
         vae.score_samples(rows)
     assert ("pass float64 X" in str(info.value)) == (dtype == np.float32)
+
+
+def test_a_pickle_from_before_buffer_size_still_works(tmp_path):
+    # buffer_size came with the out-of-core merge; a model pickled before it
+    # has no such attribute, and get_params (repr, clone) and fit read it.
+    from sklearn.base import clone
+
+    X = _data()
+    vae = _vae()
+    _quiet(vae.fit, X)
+    state = vae.__getstate__()
+    del state["buffer_size"]
+    old = VAETransformer.__new__(VAETransformer)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.get_params()["buffer_size"] == 262_144
+    assert "VAETransformer" in repr(old) and clone(old).buffer_size == 262_144
+    np.testing.assert_array_equal(old.transform(X), vae.transform(X))
+    old.set_params(buffer_size=BUFFER)
+    _quiet(old.partial_fit, _memmap(tmp_path, X))
+    _quiet(vae.partial_fit, _memmap(tmp_path, X))
+    np.testing.assert_array_equal(old.transform(X), vae.transform(X))
