@@ -555,3 +555,35 @@ def test_a_pickle_from_before_buffer_size_still_works(tmp_path):
     _quiet(old.partial_fit, _memmap(tmp_path, X))
     _quiet(vae.partial_fit, _memmap(tmp_path, X))
     np.testing.assert_array_equal(old.transform(X), vae.transform(X))
+
+
+class _FailingArray(_SignallingArray):
+    """Raises ``error`` at read ``at`` (an I/O error in a late block)."""
+
+    def __init__(self, X, at, error):
+        super().__init__(X, at=-1)
+        self._fail_at, self._error = at, error
+
+    def __getitem__(self, index):
+        if self.reads + 1 == self._fail_at:
+            self.reads += 1
+            raise self._error
+        return super().__getitem__(index)
+
+
+@pytest.mark.parametrize("error", [OSError("disk gone"), MemoryError("no room")])
+@pytest.mark.parametrize("method", ["fit-warm", "partial_fit", "fit-cold-unfitted"])
+def test_a_read_error_mid_stream_leaves_the_estimator_as_it_was(error, method):
+    X = _data()
+    vae = _vae(warm_start=method == "fit-warm", max_iter=3)
+    if method != "fit-cold-unfitted":
+        _quiet(vae.fit, X)
+        vae.transform(X.astype(np.float64))
+    before = _state(vae)
+    n_blocks = N_ROWS // (BUFFER // 8)
+    source = _FailingArray(X, n_blocks + n_blocks // 2, error)  # epoch 2
+    if method == "partial_fit":
+        source = _FailingArray(X, n_blocks - 1, error)
+    with pytest.raises(type(error), match=str(error)):
+        _quiet(vae.partial_fit if method == "partial_fit" else vae.fit, source)
+    np.testing.assert_equal(_state(vae), before)
