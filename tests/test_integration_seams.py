@@ -209,8 +209,11 @@ def _reference_transform(vae, X64):
 # ------------------------------------------------ threads and the cache
 
 
-def test_eight_threads_on_a_cold_cache_match_serial(tmp_path):
+@pytest.mark.parametrize("workspace", [False, True], ids=["fresh", "workspace"])
+def test_eight_threads_on_a_cold_cache_match_serial(tmp_path, monkeypatch, workspace):
     da = pytest.importorskip("dask.array")
+    # The workspace path is what dask workers (eager malloc trimming) take.
+    monkeypatch.setattr(skvae._vae, "_use_workspace", lambda: workspace)
     X = _data()
     vae = _vae()
     _quiet(vae.fit, _memmap(tmp_path, X))
