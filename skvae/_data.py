@@ -260,6 +260,11 @@ def check_out_of_core(X, n_features=None, name="X"):
             f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum "
             "of 1 is required."
         )
+    if n_cols < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum "
+            "of 1 is required."
+        )
     if n_features is not None and n_cols != n_features:
         raise ValueError(
             f"{name} has {n_cols} features, but VAETransformer is expecting "

@@ -590,3 +590,21 @@ def test_a_read_error_mid_stream_leaves_the_estimator_as_it_was(error, method):
     with pytest.raises(type(error), match=str(error)):
         _quiet(vae.partial_fit if method == "partial_fit" else vae.fit, source)
     np.testing.assert_equal(_state(vae), before)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_streamed_array_without_columns_gets_the_in_memory_error(tmp_path, engine):
+    # It was a raw ZeroDivisionError; in memory it is scikit-learn's message.
+    X = np.zeros((N_ROWS, 0), dtype=np.float32)
+    source = np.lib.format.open_memmap(
+        tmp_path / "empty.npy", mode="w+", dtype=np.float32, shape=X.shape
+    ) if engine == "memmap" else (_dask(X) if engine == "dask" else None)
+    if engine == "zarr":
+        zarr = pytest.importorskip("zarr")
+        source = zarr.open_array(
+            str(tmp_path / "e.zarr"), mode="w", shape=X.shape, dtype="f4"
+        )
+    vae = _vae()
+    with pytest.raises(ValueError, match=r"0 feature\(s\).*minimum of 1"):
+        _quiet(vae.fit, source)
+    assert not hasattr(vae, "n_features_in_")
