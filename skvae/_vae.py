@@ -1146,8 +1146,8 @@ def _dask_block(block, model, method, block_info=None):
         return getattr(model, method)(block)
     except ValueError as exc:
         location = ((block_info or {}).get(0) or {}).get("array-location")
-        if not location:
-            raise
+        if not location or location[0][0] >= location[0][1]:
+            raise  # an empty block has no rows to name
         start, stop = location[0]
         raise ValueError(
             f"In {format_rows(start, stop)} of the dask array (row indices "

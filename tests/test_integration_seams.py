@@ -608,3 +608,11 @@ def test_a_streamed_array_without_columns_gets_the_in_memory_error(tmp_path, eng
     with pytest.raises(ValueError, match=r"0 feature\(s\).*minimum of 1"):
         _quiet(vae.fit, source)
     assert not hasattr(vae, "n_features_in_")
+
+
+def test_an_empty_dask_array_gets_the_in_memory_error():
+    vae = _vae(buffer_size=10_000)
+    _quiet(vae.fit, _data())
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(ValueError, match=r"^Found array with 0 sample\(s\)"):
+        vae.transform(da.zeros((0, N_FEATURES), chunks=(10, -1))).compute()
