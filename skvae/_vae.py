@@ -975,7 +975,7 @@ default='gaussian'
             X = X.rechunk({1: -1})  # blocks of whole rows
         dtype = np.float32 if X.dtype == np.float32 else np.float64
         # One row through the ordinary path: checks dtype and gives the meta.
-        meta = getattr(self, method)(np.zeros((1, n_columns), dtype=dtype))[:0]
+        meta = _array_method(self, method)(np.zeros((1, n_columns), dtype=dtype))[:0]
         model = dask.delayed(self, pure=True)
         if meta.ndim == 1:
             return X.map_blocks(
@@ -1143,7 +1143,7 @@ def _dask_block(block, model, method, block_info=None):
     only sees the block.
     """
     try:
-        return getattr(model, method)(block)
+        return _array_method(model, method)(block)
     except ValueError as exc:
         location = ((block_info or {}).get(0) or {}).get("array-location")
         if not location or location[0][0] >= location[0][1]:
@@ -1153,6 +1153,17 @@ def _dask_block(block, model, method, block_info=None):
             f"In {format_rows(start, stop)} of the dask array (row indices "
             f"below count from row {start:,}): {exc}"
         ) from exc
+
+
+def _array_method(estimator, method):
+    """``estimator.method`` without scikit-learn's ``set_output`` wrapper.
+
+    A dask block (and the ``meta`` of one) must be an array: with
+    ``set_output(transform="pandas")`` the public ``transform`` of a block
+    would give a DataFrame. The wrapper then applies to the whole lazy result.
+    """
+    function = getattr(type(estimator), method)
+    return partial(getattr(function, "__wrapped__", function), estimator)
 
 
 def _use_workspace():

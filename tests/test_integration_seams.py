@@ -616,3 +616,20 @@ def test_an_empty_dask_array_gets_the_in_memory_error():
     da = pytest.importorskip("dask.array")
     with pytest.raises(ValueError, match=r"^Found array with 0 sample\(s\)"):
         vae.transform(da.zeros((0, N_FEATURES), chunks=(10, -1))).compute()
+
+
+def test_pandas_output_with_dask_input():
+    # set_output(transform="pandas") made the meta (and every block) a
+    # DataFrame: AttributeError 'DataFrame' object has no attribute 'dtype'.
+    # Now the blocks are arrays and scikit-learn's wrapper makes the result a
+    # pandas DataFrame (computed, as it would from any other input).
+    X = _data(dtype=np.float64)
+    vae = _vae(buffer_size=10_000)
+    _quiet(vae.fit, X)
+    vae.set_output(transform="pandas")
+    out = vae.transform(_dask(X))
+    expected = vae.transform(X)
+    assert list(out.columns) == list(expected.columns) == ["z0", "z1"]
+    np.testing.assert_array_equal(out.to_numpy(), expected.to_numpy())
+    vae.set_output(transform="default")
+    assert hasattr(vae.transform(_dask(X)), "dask")
