@@ -182,10 +182,10 @@ class RowSource:
             out = np.array(block, dtype=self.dtype, order="C", copy=True)
         else:
             np.copyto(out, np.asarray(block), casting="unsafe")
-        self.validate(out, start, stop)
+        self.validate(out, start, stop, raw=block)
         return out
 
-    def validate(self, block, start, stop):
+    def validate(self, block, start, stop, raw=None):
         if block.shape != (stop - start, self.n_features):
             raise ValueError(
                 f"{self.name} returned a block of shape {block.shape} for "
@@ -197,6 +197,10 @@ class RowSource:
             bad = ~np.isfinite(block)
             if bad.any():
                 row = start + int(np.flatnonzero(bad.any(axis=1))[0])
+                if raw is not None:
+                    refuse_overflow(
+                        np.asarray(raw[row - start]), row, self.name, self.dtype
+                    )
                 raise ValueError(
                     f"{self.name} contains a non-finite value (NaN or infinity) in "
                     f"{format_rows(start, stop)}, first at row {row:,}. Remove or "
@@ -209,6 +213,21 @@ class RowSource:
         """Yield ``(start, stop, block)`` over every row, in order."""
         for start, stop in block_ranges(self.X, max_rows):
             yield start, stop, self.read(start, stop)
+
+
+def refuse_overflow(raw_row, row, name, dtype):
+    """Raise if the finite ``raw_row`` (row ``row``) overflows ``dtype``."""
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(raw_row).all() if raw_row.dtype.kind == "f" else True
+    if not finite:
+        return
+    largest = float(np.max(np.abs(raw_row.astype(np.float64))))
+    raise ValueError(
+        f"{name} has a value too large for {np.dtype(dtype)} at row {row:,} "
+        f"(largest |value| in that row {largest:.3g}; {np.dtype(dtype)} holds up "
+        f"to {float(np.finfo(dtype).max):.3g}), and training runs in "
+        f"{np.dtype(dtype)}. Scale X first, e.g. with StandardScaler."
+    )
 
 
 def check_out_of_core(X, n_features=None, name="X"):
@@ -239,6 +258,11 @@ def check_out_of_core(X, n_features=None, name="X"):
     if n_rows < 1:
         raise ValueError(
             f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum "
+            "of 1 is required."
+        )
+    if n_cols < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum "
             "of 1 is required."
         )
     if n_features is not None and n_cols != n_features:

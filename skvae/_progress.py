@@ -177,10 +177,18 @@ def stop_reason(status, *, max_iter, tol, n_iter_no_change, early_stopping):
     return f"reached max_iter={max_iter} without converging"
 
 
-def fit_summary(n_epochs, reason, active_units, n_components):
-    """The one line printed at the end of a verbose fit."""
+def fit_summary(n_epochs, reason, active_units, n_components, total_epochs=None):
+    """The one line printed at the end of a verbose fit.
+
+    ``n_epochs`` are this call's; ``total_epochs`` (a warm start's, counting
+    the earlier fits) is added when it differs.
+    """
+    total = ""
+    if total_epochs is not None and total_epochs != n_epochs:
+        total = f" ({total_epochs} in all)"
     return (
-        f"Trained {n_epochs} epoch{'s' if n_epochs != 1 else ''}: stopped because "
+        f"Trained {n_epochs} epoch{'s' if n_epochs != 1 else ''}{total}: stopped "
+        "because "
         f"{reason}; {active_units} of {n_components} latent "
         f"dimension{'s' if n_components != 1 else ''} active (mean KL > 0.01 nats)."
     )

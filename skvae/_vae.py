@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import inspect
 import os
 import threading
 import warnings
@@ -32,6 +33,7 @@ from ._data import (
     format_rows,
     is_dask_array,
     is_out_of_core,
+    refuse_overflow,
     to_tensor,
     torch_dtype,
 )
@@ -502,7 +504,10 @@ default='gaussian'
         check_numeric_input(X)
         # Out-of-core data larger than one buffer is streamed; anything else
         # is converted whole.
-        streamed = is_out_of_core(X) and X.ndim >= 1 and X.shape[0] > self.buffer_size
+        # (An unknown number of rows, NaN, counts as more: check_out_of_core
+        # then says how to fix it, instead of loading the whole array.)
+        streamed = is_out_of_core(X) and X.ndim >= 1
+        streamed = streamed and not X.shape[0] <= self.buffer_size
         if streamed:
             n_samples, n_features = check_out_of_core(
                 X, None if first_pass else self.n_features_in_
@@ -573,6 +578,10 @@ default='gaussian'
             # The one copy of X that training makes; the validation split and
             # the shuffles index into it.
             X_all = to_tensor(X, np.float32, device)
+            if not bool(torch.isfinite(X_all).all()):
+                # X is finite (validate_data): a float64 value beyond float32.
+                row = int(torch.nonzero(~torch.isfinite(X_all).all(dim=1))[0, 0])
+                refuse_overflow(X[row], row, "X", np.float32)
             rows = diagnostic_rows = InMemoryRows(X_all)
             if validate:
                 train_idx, val_idx = _split_indices(
@@ -583,6 +592,7 @@ default='gaussian'
                 val_chunks = partial(val_rows.chunks, val_chunk)
 
         generator = torch.Generator(device=device).manual_seed(seed)
+        epochs_before = self._history.n_epochs
         status = "interrupted"
         try:
             if interrupts.pending:
@@ -625,7 +635,11 @@ default='gaussian'
             )
             print(
                 fit_summary(
-                    self.n_iter_, reason, self.active_units_, self.n_components
+                    self.n_iter_ - epochs_before,
+                    reason,
+                    self.active_units_,
+                    self.n_components,
+                    total_epochs=self.n_iter_,
                 ),
                 flush=True,
             )
@@ -924,13 +938,15 @@ default='gaussian'
                 )
                 bad = bad[~np.all(np.isfinite(out[bad]), axis=1)]
         if bad.size:
+            # float64 X was already tried in float64: only float32 X can gain.
+            instead = "pass float64 X, " if X.dtype != np.float64 else ""
             raise ValueError(
                 f"{what} gives NaN or infinity for {bad.size} of {X.shape[0]} rows "
                 f"(row indices {_some(bad)}) in {X.dtype}: these rows lie far "
                 "outside the training data (largest |value| in them "
                 f"{float(np.max(np.abs(X[bad]))):.3g}), or the model's weights are "
                 "not finite (a diverged fit). Scale X as the training data was, "
-                "pass float64 X, or treat these rows as outliers."
+                f"{instead}or treat these rows as outliers."
             )
         return out
 
@@ -959,7 +975,7 @@ default='gaussian'
             X = X.rechunk({1: -1})  # blocks of whole rows
         dtype = np.float32 if X.dtype == np.float32 else np.float64
         # One row through the ordinary path: checks dtype and gives the meta.
-        meta = getattr(self, method)(np.zeros((1, n_columns), dtype=dtype))[:0]
+        meta = _array_method(self, method)(np.zeros((1, n_columns), dtype=dtype))[:0]
         model = dask.delayed(self, pure=True)
         if meta.ndim == 1:
             return X.map_blocks(
@@ -1055,6 +1071,12 @@ default='gaussian'
     def __setstate__(self, state):
         state = torch_state(state)
         state.setdefault("_optimizer", None)
+        # A pickle from before a parameter existed (buffer_size) gets its
+        # default: get_params, repr, clone and fit read every parameter.
+        signature = inspect.signature(type(self).__init__)
+        for name, parameter in signature.parameters.items():
+            if parameter.default is not inspect.Parameter.empty:
+                state.setdefault(name, parameter.default)
         super().__setstate__(state)
 
 
@@ -1114,9 +1136,34 @@ def inference_module(estimator, dtype, view=False):
     return result
 
 
-def _dask_block(block, model, method):
-    """One block of :meth:`VAETransformer._dask_map`, run on a worker."""
-    return getattr(model, method)(block)
+def _dask_block(block, model, method, block_info=None):
+    """One block of :meth:`VAETransformer._dask_map`, run on a worker.
+
+    An error names the block's rows in the whole array: the method itself
+    only sees the block.
+    """
+    try:
+        return _array_method(model, method)(block)
+    except ValueError as exc:
+        location = ((block_info or {}).get(0) or {}).get("array-location")
+        if not location or location[0][0] >= location[0][1]:
+            raise  # an empty block has no rows to name
+        start, stop = location[0]
+        raise ValueError(
+            f"In {format_rows(start, stop)} of the dask array (row indices "
+            f"below count from row {start:,}): {exc}"
+        ) from exc
+
+
+def _array_method(estimator, method):
+    """``estimator.method`` without scikit-learn's ``set_output`` wrapper.
+
+    A dask block (and the ``meta`` of one) must be an array: with
+    ``set_output(transform="pandas")`` the public ``transform`` of a block
+    would give a DataFrame. The wrapper then applies to the whole lazy result.
+    """
+    function = getattr(type(estimator), method)
+    return partial(getattr(function, "__wrapped__", function), estimator)
 
 
 def _use_workspace():
@@ -1142,8 +1189,10 @@ def _posterior_kl(module, x):
 def score_noise(n_components, dtype, device):
     """The fixed antithetic standard-normal draws used by ``score_samples``."""
     generator = torch.Generator().manual_seed(_SCORE_SEED)
-    eps = torch.randn(_N_SCORE_PAIRS, n_components, generator=generator, dtype=dtype)
-    return torch.cat([eps, -eps]).to(device)
+    # Drawn in float32 whatever ``dtype``: torch's randn draws other numbers in
+    # float64, and a row's score must not depend on the dtype it comes in.
+    eps = torch.randn(_N_SCORE_PAIRS, n_components, generator=generator)
+    return torch.cat([eps, -eps]).to(device=device, dtype=dtype)
 
 
 class _Snapshot:

@@ -50,7 +50,7 @@ DTYPES = [
 ]
 N_FEATURES = 3
 N_COMPONENTS = 2
-LAYOUTS = ["C", "F", "strided", "reversed", "read-only", "pandas"]
+LAYOUTS = ["C", "F", "strided", "reversed", "read-only", "pandas", "memmap"]
 CLEAR_ERRORS = (ValueError, TypeError)
 
 
@@ -124,7 +124,24 @@ def arrays(draw, n_features=None, max_rows=12):
         X.flags.writeable = False
     elif layout == "pandas":
         X = pd.DataFrame(X, columns=[f"f{i}" for i in range(n_cols)])
+    elif layout == "memmap":
+        X = _as_memmap(X, _memmap_directory(), f"layout{draw(st.integers(0, 3))}")
     return X
+
+
+_MEMMAP_DIRECTORY = []
+
+
+def _memmap_directory():
+    if not _MEMMAP_DIRECTORY:
+        import atexit
+        import shutil
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="skvae-properties-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        _MEMMAP_DIRECTORY.append(directory)
+    return _MEMMAP_DIRECTORY[0]
 
 
 def _snapshot(X):
@@ -304,3 +321,60 @@ def test_profiles_are_registered():
     from hypothesis import settings as current
 
     assert "ci" in current._profiles and "dev" in current._profiles
+
+
+def _as_memmap(X, directory, name):
+    """``X`` (an ndarray) as a read-only np.memmap in ``directory``."""
+    X = np.asarray(X)
+    path = f"{directory}/{name}.dat"
+    written = np.memmap(path, dtype=X.dtype, mode="w+", shape=X.shape)
+    written[:] = X
+    written.flush()
+    del written
+    return np.memmap(path, dtype=X.dtype, mode="r", shape=X.shape)
+
+
+@given(
+    X=arrays(n_features=N_FEATURES),
+    method=st.sampled_from(["fit", "partial_fit", "warm_start"]),
+    likelihood=st.sampled_from(["gaussian", "bernoulli"]),
+    buffer_size=st.integers(1, 4),
+)
+def test_streamed_memmap(tmp_path_factory, X, method, likelihood, buffer_size):
+    """Streamed (np.memmap longer than buffer_size) fits: a correct result or
+    a clear error, nothing mutated, a failed call leaves the estimator as it
+    was, and transform of the same rows agrees with the in-memory path."""
+    assume(not isinstance(X, pd.DataFrame) and np.shape(X)[0] > buffer_size)
+    source = _as_memmap(X, tmp_path_factory.getbasetemp(), "streamed")
+    before = np.array(source, copy=True)
+    if method == "fit":
+        vae = VAETransformer(**_params(likelihood=likelihood))
+    else:
+        vae = copy.deepcopy(_fitted(likelihood))
+        if method == "warm_start":
+            vae.set_params(warm_start=True, max_iter=1)
+    vae.set_params(buffer_size=buffer_size)
+    state = _state(vae)
+    call = vae.partial_fit if method == "partial_fit" else vae.fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            call(source)
+        except CLEAR_ERRORS as exc:
+            _assert_clear(exc)
+            if method == "fit":
+                assert not hasattr(vae, "module_")
+            _assert_same_state(state, _state(vae))
+            np.testing.assert_array_equal(source, before, strict=True)
+            return
+    np.testing.assert_array_equal(source, before, strict=True)
+    assert _is_finite(X)
+    assert all(torch.isfinite(p).all() for p in vae.module_.parameters())
+    assert np.all(np.isfinite(vae.kl_per_dimension_))
+    try:
+        Z = vae.transform(source)
+    except ValueError as exc:
+        assert "row indices" in str(exc)
+    else:
+        assert Z.dtype == _out_dtype(X)
+        np.testing.assert_array_equal(Z, vae.transform(np.array(X)))
