@@ -21,7 +21,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._compat import Interval, StrOptions, _fit_context
+from ._compat import Interval, StrOptions, fit_context
 from ._data import (
     InMemoryRows,
     RowSource,
@@ -401,7 +401,7 @@ default='gaussian'
 
     # ------------------------------------------------------------------ fit
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the model to ``X``.
 
@@ -428,7 +428,7 @@ default='gaussian'
         return self._fit_all_or_nothing(X, incremental=False)
 
     @available_if(_no_early_stopping)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Update the model with one epoch over ``X``.
 
@@ -630,7 +630,7 @@ default='gaussian'
                 flush=True,
             )
         # Warnings point at the caller of fit: _fit <- _fit_or_restore <-
-        # _fit_all_or_nothing <- fit <- _fit_context <- user.
+        # _fit_all_or_nothing <- fit <- fit_context <- user.
         if status == "interrupted":
             warnings.warn(
                 "Training interrupted by user; the model keeps the weights of the "
@@ -1005,8 +1005,7 @@ default='gaussian'
         x_host = np.empty((chunk, X.shape[1]), dtype=X.dtype)
         x_tensor = torch.from_numpy(x_host)
         with torch.no_grad(), torch_threads(threads):
-            for start in range(0, n_rows, chunk):
-                stop = min(start + chunk, n_rows)
+            for start, stop in block_ranges(X, chunk):
                 np.copyto(x_host[: stop - start], X[start:stop])
                 x = x_tensor[: stop - start].to(device)
                 result = fn(module, x, workspace)
