@@ -552,11 +552,9 @@ default='gaussian'
         optimizer = self._get_optimizer()
 
         validate = self.early_stopping and not incremental
-        score_eps = val_chunks = None
+        score_eps = val_rows = None
         if validate:
             score_eps = score_noise(self.n_components, torch.float32, device)
-        # Rows of the validation ELBO's largest tensor: every row x every draw.
-        val_chunk = chunk_rows(2 * _N_SCORE_PAIRS * self._widest_layer())
         if streamed:
             source = RowSource(X, np.float32, check_block=self._support_check)
             ranges = block_ranges(X, max(1, self.buffer_size // _BLOCKS_PER_BUFFER))
@@ -565,7 +563,6 @@ default='gaussian'
                     ranges, self.validation_fraction, self._random_state
                 )
                 val_rows = StreamedRows(source, val_ranges, self.buffer_size, device)
-                val_chunks = partial(val_rows.chunks, val_chunk)
             rows = StreamedRows(source, ranges, self.buffer_size, device)
             # Diagnostics after fit: a bounded sample, not another pass.
             diagnostic_rows = rows.sample(self.buffer_size)
@@ -580,7 +577,6 @@ default='gaussian'
                 )
                 rows = InMemoryRows(X_all, torch.from_numpy(train_idx).to(device))
                 val_rows = InMemoryRows(X_all, torch.from_numpy(val_idx).to(device))
-                val_chunks = partial(val_rows.chunks, val_chunk)
 
         generator = torch.Generator(device=device).manual_seed(seed)
         status = "interrupted"
@@ -599,7 +595,7 @@ default='gaussian'
                 generator=generator,
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
-                val_chunks=val_chunks,
+                val_rows=val_rows,
                 score_eps=score_eps,
                 check_convergence=not incremental,
                 verbose=self.verbose,
