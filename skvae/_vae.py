@@ -41,6 +41,7 @@ from ._inference import (
     decode,
     elbo_rows,
     encode,
+    heap_kept,
     inference_threads,
     inference_view,
 )
@@ -981,8 +982,10 @@ default='gaussian'
         chunk is copied into the input buffer (the caller's array, possibly a
         read-only memmap, is never shared with torch). The module runs in the
         dtype of ``X``, as its cached :func:`inference_module` view. Where the
-        allocator returns memory to the system eagerly (dask workers), the
-        layers write into a :class:`~skvae._inference.Workspace` too.
+        allocator returns memory to the system eagerly (dask workers), it
+        keeps it for the call (:func:`~skvae._inference.heap_kept`), or,
+        where it cannot, the layers write into a
+        :class:`~skvae._inference.Workspace`.
         """
         module = inference_module(self, X.dtype, view=True)
         device = next(self.module_.parameters()).device
@@ -997,10 +1000,10 @@ default='gaussian'
         )
         chunk = min(n_rows, chunk_rows(n_draws * self._widest_layer()))
         threads = inference_threads(2 * weights * chunk, device)
-        workspace = Workspace() if _use_workspace() else None
         x_host = np.empty((chunk, X.shape[1]), dtype=X.dtype)
         x_tensor = torch.from_numpy(x_host)
-        with torch.no_grad(), torch_threads(threads):
+        with torch.no_grad(), torch_threads(threads), heap_kept() as kept:
+            workspace = Workspace() if _use_workspace() and not kept else None
             for start, stop in block_ranges(X, chunk):
                 np.copyto(x_host[: stop - start], X[start:stop])
                 x = x_tensor[: stop - start].to(device)
