@@ -51,7 +51,34 @@ def inference_threads(flops_per_chunk, device):
 
 def allocator_trims_eagerly():
     """Whether this process's malloc was told to hand memory back eagerly."""
-    return any(name in os.environ for name in _EAGER_TRIM_VARIABLES)
+    environ = startup_environ()
+    return any(name in environ for name in _EAGER_TRIM_VARIABLES)
+
+
+_STARTUP_ENVIRON = []
+
+
+def startup_environ():
+    """The environment this process started with, which malloc read.
+
+    Not ``os.environ``: ``distributed`` sets ``MALLOC_TRIM_THRESHOLD_`` there
+    in a client process (for the workers it spawns), whose own malloc never
+    saw it. Read once from ``/proc/self/environ``; ``os.environ`` where that
+    cannot be read.
+    """
+    if not _STARTUP_ENVIRON:
+        try:
+            with open("/proc/self/environ", "rb") as f:
+                items = f.read().split(b"\0")
+            environ = {}
+            for item in items:
+                name, sep, value = item.partition(b"=")
+                if sep:
+                    environ[os.fsdecode(name)] = os.fsdecode(value)
+        except OSError:
+            environ = dict(os.environ)
+        _STARTUP_ENVIRON.append(environ)
+    return _STARTUP_ENVIRON[0]
 
 
 # mallopt's parameters for the two environment variables that fix malloc's
@@ -74,9 +101,10 @@ def _eager_thresholds():
     """
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
+    environ = startup_environ()
     values = {}
     for name, parameter in _MALLOPT_PARAMETERS.items():
-        text = os.environ.get(name)
+        text = environ.get(name)
         if text is None:
             values[parameter] = _GLIBC_DEFAULT_THRESHOLD
             continue
@@ -84,7 +112,7 @@ def _eager_thresholds():
             values[parameter] = int(text)
         except ValueError:
             return None
-    if not any(name in os.environ for name in _MALLOPT_PARAMETERS):
+    if not any(name in environ for name in _MALLOPT_PARAMETERS):
         return None
     return values
 

@@ -155,12 +155,12 @@ def test_heap_kept_raises_and_restores_the_environments_thresholds(monkeypatch):
     monkeypatch.setattr(skvae._inference, "_libc", lambda: libc)
     monkeypatch.setattr(skvae._inference.sys, "platform", "linux")
     monkeypatch.setattr(skvae._inference.platform, "libc_ver", lambda: ("glibc", ""))
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    environ = {}
+    monkeypatch.setattr(skvae._inference, "startup_environ", lambda: environ)
     with heap_kept() as kept:  # the environment leaves malloc alone
         assert kept is False
     assert libc.calls == []
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
     with heap_kept() as kept, heap_kept() as nested:
         assert kept and nested
         # Raised once, for both: trim (-1) and mmap (-3) thresholds.
@@ -182,7 +182,21 @@ def test_transform_is_the_same_where_malloc_trims_eagerly(monkeypatch):
     monkeypatch.setattr(skvae._inference, "_libc", lambda: libc)
     monkeypatch.setattr(skvae._inference.sys, "platform", "linux")
     monkeypatch.setattr(skvae._inference.platform, "libc_ver", lambda: ("glibc", ""))
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    environ = {"MALLOC_TRIM_THRESHOLD_": "65536"}
+    monkeypatch.setattr(skvae._inference, "startup_environ", lambda: environ)
     np.testing.assert_array_equal(vae.transform(X), expected[0])
     np.testing.assert_array_equal(vae.score_samples(X[:3000]), expected[1])
     assert libc.calls[-1] == ("malloc_trim", 0)
+
+
+def test_the_allocator_setting_is_read_from_the_startup_environment(monkeypatch):
+    # distributed puts MALLOC_TRIM_THRESHOLD_ in a client's os.environ for its
+    # workers; the client's own malloc never read it.
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    startup = skvae._inference.startup_environ()
+    assert ("MALLOC_TRIM_THRESHOLD_" in startup) == (
+        skvae._inference.allocator_trims_eagerly()
+    )
+    if "MALLOC_TRIM_THRESHOLD_" not in startup:
+        with skvae._inference.heap_kept() as kept:
+            assert kept is False
