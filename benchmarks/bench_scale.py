@@ -19,7 +19,9 @@ not counted (they are what the page cache would hold anyway). Linux only.
    blocks transformed in this process on one thread: per-core throughput;
    the time to build the lazy graph; how many times each worker unpickled
    the model (a subclass that appends its process id to a file when
-   unpickled).
+   unpickled). Then one block's task alone (8 transforms of one block, the
+   best): in a worker, and in plain processes with and without the worker's
+   ``MALLOC_TRIM_THRESHOLD_=65536``, interleaved, three rounds.
 4. ``transform`` and ``score_samples`` rows/s at the thread count skvae picks
    against 1 and 2 fixed threads, on the machine as it is and with a second
    process spinning on one core.
@@ -34,6 +36,7 @@ Run::
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -133,12 +136,31 @@ def probe_fit(kind, path, n_rows, early_stopping):
 # ------------------------------------------------------------ sections
 
 
-def child(*args):
+def block_rows_per_s(model, path, n_rows, repeats=8):
+    """Rows/s of ``model.transform`` on one block, best of ``repeats``, 1 thread.
+
+    Run inside a dask worker and in plain processes: the task without the
+    scheduler, so that what the worker's process costs shows on its own.
+    """
+    torch.set_num_threads(1)
+    X = np.array(np.load(path, mmap_mode="r")[:n_rows])
+    model.transform(X)
+    return n_rows / min(_seconds(model.transform, X) for _ in range(repeats))
+
+
+def child(*args, env=None):
+    environ = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
     out = subprocess.run(
         [sys.executable, __file__, "--probe", json.dumps(args)],
         capture_output=True,
         text=True,
         check=True,
+        env=environ,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -263,6 +285,11 @@ def section_dask(path, n_rows, block_rows, model):
     )
     with cluster, distributed.Client(cluster) as client:
         client.run(lambda: None)  # workers up
+        # torch's one-time set-up in each worker (thread pools, oneDNN
+        # kernels), as in the warm client process; the counted model is
+        # still unpickled inside the timed run.
+        for _ in range(2):
+            model.transform(X[: min(n_rows, 2 * block_rows)]).compute()
         tic = time.perf_counter()
         Z = vae.transform(X)
         graph_seconds = time.perf_counter() - tic
@@ -272,6 +299,27 @@ def section_dask(path, n_rows, block_rows, model):
         worker_env = client.run(
             lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), torch.get_num_threads())
         )
+        # One block's task in a worker against plain processes with and
+        # without the worker's allocator setting, interleaved, three rounds.
+        model_path = str(count_file.with_name("model.pkl"))
+        with open(model_path, "wb") as f:
+            pickle.dump(model, f)
+        task = {"in a worker": [], "plain, trim": [], "plain": []}
+        for _ in range(3):
+            task["in a worker"].append(
+                client.submit(
+                    block_rows_per_s, model, path, block_rows, pure=False
+                ).result()
+            )
+            for name, trim in (("plain, trim", "65536"), ("plain", None)):
+                probe = child(
+                    "task",
+                    model_path,
+                    path,
+                    block_rows,
+                    env={"MALLOC_TRIM_THRESHOLD_": trim},
+                )
+                task[name].append(probe["rows_per_s"])
     np.testing.assert_allclose(distributed_total, total, rtol=1e-3)
     pids = count_file.read_text().split() if count_file.exists() else []
     unpickled = {pid: pids.count(pid) for pid in sorted(set(pids))}
@@ -285,10 +333,19 @@ def section_dask(path, n_rows, block_rows, model):
         "graph_build_seconds": graph_seconds,
         "unpickled_per_worker_process": unpickled,
         "worker_env": {k: list(v) for k, v in worker_env.items()},
+        "one_block_task_rows_per_s": task,
     }
     rows = [
         ["in process, 1 thread", fmt(n_rows / in_process), ""],
         ["LocalCluster 2 x 1", fmt(n_rows / on_cluster), f"{per_core:.2f}"],
+    ]
+    rows += [
+        [
+            f"one {block_rows:,}-row block's task, {name}",
+            " / ".join(fmt(v) for v in values),
+            "",
+        ]
+        for name, values in task.items()
     ]
     return rows, data
 
@@ -399,6 +456,11 @@ def main():
         kind, *rest = json.loads(args.probe)
         if kind == "fit":
             print(json.dumps(probe_fit(*rest)))
+        elif kind == "task":
+            model_path, path, n_rows = rest
+            with open(model_path, "rb") as f:
+                model = pickle.load(f)
+            print(json.dumps({"rows_per_s": block_rows_per_s(model, path, n_rows)}))
         return
     fit_rows, dask_rows, thread_rows, grid_rows = 1_000_000, None, 500_000, 20_000
     if args.quick:

@@ -2,11 +2,16 @@
 
 ``_fit_context``, the parameter-constraint classes and ``_get_output_config``
 (the container ``set_output`` asks for) are private in scikit-learn but stable
-since 1.2; if they move, only this module changes.
+since 1.2; if they move, only this module changes. They are re-exported under
+names public to the package (``fit_context``, ``get_output_config``), so that
+no other module imports a private name.
 """
 
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._set_output import _get_output_config
 
-__all__ = ["Interval", "StrOptions", "_fit_context", "_get_output_config"]
+fit_context = _fit_context
+get_output_config = _get_output_config
+
+__all__ = ["Interval", "StrOptions", "fit_context", "get_output_config"]

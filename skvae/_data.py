@@ -8,7 +8,10 @@ array-likes that can be sliced by rows without loading them whole (``np.memmap``
 zarr arrays, h5py datasets, dask arrays); dask is imported only when it is
 already loaded, so that nothing of it is imported for the others.
 
-One chunk-size rule serves the package: :func:`chunk_rows`.
+One chunk-size rule serves the package: :func:`chunk_rows` (and
+:func:`check_chunk_rows`, the same rule behind a caller's ``batch_size``);
+one iterator of row ranges: :func:`block_ranges` (and :func:`tensor_blocks`,
+its tensors).
 """
 
 import sys
@@ -43,6 +46,29 @@ def chunk_rows(values_per_row, max_rows=MAX_CHUNK_ROWS):
     1024
     """
     return int(max(1, min(max_rows, CHUNK_VALUES // max(1, int(values_per_row)))))
+
+
+def check_chunk_rows(batch_size, values_per_row, name="batch_size"):
+    """Rows per chunk of a call: ``batch_size`` as given, or :func:`chunk_rows`.
+
+    ``batch_size=None`` means the package's rule for chunks whose largest
+    tensor holds ``values_per_row`` values per row; otherwise it must be a
+    positive integer (a ValueError says so).
+
+    >>> check_chunk_rows(None, 64), check_chunk_rows(100, 64)
+    (16384, 100)
+    """
+    if batch_size is None:
+        return chunk_rows(values_per_row)
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, Integral)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"{name} must be a positive integer or None, got {batch_size!r}."
+        )
+    return int(batch_size)
 
 
 def torch_dtype(dtype):
@@ -133,6 +159,21 @@ def block_ranges(X, max_rows):
         for lo in range(start, stop, max_rows):
             ranges.append((lo, min(lo + max_rows, stop)))
     return ranges
+
+
+def tensor_blocks(X, max_rows, device, dtype=None):
+    """Yield ``(rows, x)`` over the rows of the in-memory array ``X``, in order.
+
+    ``rows`` is the ``slice`` of ``X`` a block covers (at most ``max_rows``
+    rows, from :func:`block_ranges`), ``x`` a new tensor on ``device`` holding
+    a copy of ``X[rows]`` in ``dtype`` (default ``X.dtype``): one block of
+    ``X`` is held as a tensor at a time, never a view of the caller's memory.
+    For arrays already validated (the analysis functions); out-of-core arrays
+    go through :class:`RowSource`, which validates each block.
+    """
+    dtype = X.dtype if dtype is None else dtype
+    for start, stop in block_ranges(X, max_rows):
+        yield slice(start, stop), to_tensor(X[start:stop], dtype, device)
 
 
 # ------------------------------------------------------------ reading blocks

@@ -4,7 +4,12 @@ Knows torch and the layout of :class:`~skvae._modules.VAEModule` (the layer
 plan of :func:`skvae._modules.mlp_layers`); nothing of numpy or scikit-learn.
 """
 
+import ctypes
 import os
+import platform
+import sys
+import threading
+from contextlib import contextmanager
 
 import torch
 
@@ -46,7 +51,122 @@ def inference_threads(flops_per_chunk, device):
 
 def allocator_trims_eagerly():
     """Whether this process's malloc was told to hand memory back eagerly."""
-    return any(name in os.environ for name in _EAGER_TRIM_VARIABLES)
+    environ = startup_environ()
+    return any(name in environ for name in _EAGER_TRIM_VARIABLES)
+
+
+_STARTUP_ENVIRON = []
+
+
+def startup_environ():
+    """The environment this process started with, which malloc read.
+
+    Not ``os.environ``: ``distributed`` sets ``MALLOC_TRIM_THRESHOLD_`` there
+    in a client process (for the workers it spawns), whose own malloc never
+    saw it. Read once from ``/proc/self/environ``; ``os.environ`` where that
+    cannot be read.
+    """
+    if not _STARTUP_ENVIRON:
+        try:
+            with open("/proc/self/environ", "rb") as f:
+                items = f.read().split(b"\0")
+            environ = {}
+            for item in items:
+                name, sep, value = item.partition(b"=")
+                if sep:
+                    environ[os.fsdecode(name)] = os.fsdecode(value)
+        except OSError:
+            environ = dict(os.environ)
+        _STARTUP_ENVIRON.append(environ)
+    return _STARTUP_ENVIRON[0]
+
+
+# mallopt's parameters for the two environment variables that fix malloc's
+# thresholds (either one also turns off their dynamic adjustment).
+_MALLOPT_PARAMETERS = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_MMAP_THRESHOLD_": -3}
+_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+# During an inference call: allocations up to 32 MiB (glibc's maximum) come
+# from the heap, and freed memory stays there until the call ends.
+_KEPT_THRESHOLDS = {-1: 2**30, -3: 32 * 2**20}
+_HEAP_LOCK = threading.Lock()
+_HEAP_USERS = 0
+
+
+def _eager_thresholds():
+    """``{mallopt parameter: value the environment set}``, or None.
+
+    None unless this is glibc and the environment fixes malloc's trim or
+    mmap threshold (dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536``), so
+    that the values to restore are known exactly.
+    """
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    environ = startup_environ()
+    values = {}
+    for name, parameter in _MALLOPT_PARAMETERS.items():
+        text = environ.get(name)
+        if text is None:
+            values[parameter] = _GLIBC_DEFAULT_THRESHOLD
+            continue
+        try:
+            values[parameter] = int(text)
+        except ValueError:
+            return None
+    if not any(name in environ for name in _MALLOPT_PARAMETERS):
+        return None
+    return values
+
+
+@contextmanager
+def heap_kept():
+    """Keep freed memory in malloc's heap for one inference call.
+
+    Where the environment tells glibc's malloc to hand memory back eagerly,
+    every tensor of a chunk larger than 128 KiB is a fresh ``mmap``, faulted
+    in page by page: a transform in a dask worker ran at a third of its speed
+    in a plain process (``benchmarks/bench_scale.py``). Inside this block the
+    thresholds are raised (``mallopt``), so that each chunk reuses the memory
+    of the one before; on the way out they are set back to the values the
+    environment gave and the freed memory is handed back (``malloc_trim``),
+    as the environment asked. Calls from several threads share one raise.
+    Yields whether it changed anything (False off glibc, or where the
+    environment does not fix the thresholds).
+    """
+    global _HEAP_USERS
+    values = _eager_thresholds()
+    libc = _libc() if values is not None else None
+    if libc is None:
+        yield False
+        return
+    with _HEAP_LOCK:
+        if _HEAP_USERS == 0:
+            for parameter, value in _KEPT_THRESHOLDS.items():
+                libc.mallopt(parameter, value)
+        _HEAP_USERS += 1
+    try:
+        yield True
+    finally:
+        with _HEAP_LOCK:
+            _HEAP_USERS -= 1
+            if _HEAP_USERS == 0:
+                for parameter, value in values.items():
+                    libc.mallopt(parameter, value)
+                libc.malloc_trim(0)
+
+
+_LIBC = []
+
+
+def _libc():
+    if not _LIBC:
+        try:
+            libc = ctypes.CDLL(None)
+            libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+            libc.malloc_trim.argtypes = [ctypes.c_size_t]
+            _LIBC.append(libc)
+        except (OSError, AttributeError):
+            _LIBC.append(None)
+    return _LIBC[0]
 
 
 class Workspace:

@@ -1,8 +1,9 @@
 """Pure PyTorch building blocks of the VAE: no numpy, no scikit-learn here.
 
 Also the one description of a network's layout (:class:`Layer`,
-:func:`mlp_layers`, :func:`is_plain_vae`), which the hand-written training
-step and the inference view both read.
+:func:`mlp_layers`, :func:`is_plain_vae`, :func:`widest_layer`), which the
+hand-written training step, the inference view and the analysis functions'
+chunk sizes read.
 """
 
 import math
@@ -213,6 +214,16 @@ def mlp_layers(sequential):
     if not layers or layers[-1].forward is not None:
         return None
     return layers
+
+
+def widest_layer(module):
+    """Values per row of the widest ``nn.Linear`` in ``module``, inputs and
+    outputs included: what one row of its largest activation holds."""
+    return max(
+        max(part.in_features, part.out_features)
+        for part in module.modules()
+        if isinstance(part, nn.Linear)
+    )
 
 
 def is_plain_vae(module):

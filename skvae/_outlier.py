@@ -8,7 +8,7 @@ import torch
 from sklearn.base import OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._compat import Interval, StrOptions, _fit_context, _get_output_config
+from ._compat import Interval, StrOptions, fit_context, get_output_config
 from ._losses import importance_weighted_bound, importance_weighted_terms
 from ._vae import VAETransformer
 
@@ -302,7 +302,7 @@ default='calibrated_gaussian'
 
     # ------------------------------------------------------------------ fit
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the model to ``X`` and set ``offset_`` from its scores.
 
@@ -322,7 +322,7 @@ default='calibrated_gaussian'
         self.offset_ = self._offset(self.score_samples(X))
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Update the model with one epoch over ``X``; ``offset_`` from ``X``.
 
@@ -497,7 +497,7 @@ default='calibrated_gaussian'
             import pandas as pd
 
             return pd.DataFrame(values, columns=columns, index=X.index)
-        container = _get_output_config("transform", self)["dense"]
+        container = get_output_config("transform", self)["dense"]
         if container == "pandas":
             import pandas as pd
 

@@ -16,6 +16,7 @@ from functools import partial
 import torch
 from torch.optim import optimizer as optim_module
 
+from ._data import chunk_rows
 from ._losses import (
     CLOSED_FORM_GRADIENTS,
     elbo,
@@ -23,7 +24,7 @@ from ._losses import (
     loss_terms,
     negative_log_likelihood_and_grad,
 )
-from ._modules import is_plain_vae, mlp_layers
+from ._modules import is_plain_vae, mlp_layers, widest_layer
 from ._progress import Progress, epoch_note
 
 # A training step of fewer floating-point operations than this runs on one CPU
@@ -316,18 +317,21 @@ def _backward(layers, saved, grad, input_grad):
     return grad if input_grad else None
 
 
-def validation_score(module, objective, chunks, score_eps):
-    """Mean per-sample ELBO of the rows that ``chunks()`` yields, in nats.
+def validation_score(module, objective, rows, score_eps):
+    """Mean per-sample ELBO of the validation ``rows``, in nats.
 
-    ``chunks`` is called once and yields row tensors of bounded size (see
-    :func:`skvae._data.chunk_rows`): never every validation row times every
-    draw at once. The sum is accumulated in float64.
+    ``rows`` (a :class:`~skvae._data.InMemoryRows` or
+    :class:`~skvae._data.StreamedRows`) hands them out in chunks of the
+    package's rule (:func:`skvae._data.chunk_rows`) for the ELBO's largest
+    tensor, every row of a chunk times every draw: never every validation row
+    times every draw at once. The sum is accumulated in float64.
     """
+    chunk = chunk_rows(score_eps.shape[0] * widest_layer(module))
     was_training = module.training
     module.eval()
     total, n_rows = 0.0, 0
     with torch.no_grad():
-        for x in chunks():
+        for x in rows.chunks(chunk):
             scores = elbo(module, objective.likelihood, x, score_eps)
             total += scores.sum(dtype=torch.float64).item()
             n_rows += x.shape[0]
@@ -347,7 +351,7 @@ def fit_loop(
     generator,
     tol,
     n_iter_no_change,
-    val_chunks=None,
+    val_rows=None,
     score_eps=None,
     check_convergence=True,
     verbose=0,
@@ -355,8 +359,8 @@ def fit_loop(
     """Train for up to ``max_epochs`` epochs, appending to ``history``.
 
     ``rows`` hands out the shuffled training batches (see
-    :func:`run_single_epoch`). With ``val_chunks`` (early stopping: a callable
-    that yields the validation rows in bounded chunks), stops when the
+    :func:`run_single_epoch`). With ``val_rows`` (early stopping: the
+    held-out rows, as ``rows``; see :func:`validation_score`), stops when the
     validation ELBO has not improved by ``tol`` for ``n_iter_no_change``
     epochs and restores the best weights. Otherwise, with
     ``check_convergence``, stops when the training loss has not improved by
@@ -404,14 +408,14 @@ def fit_loop(
             history.reconstruction.append(recon)
             history.kl.append(kl)
             score = None
-            if val_chunks is not None:
-                score = validation_score(module, objective, val_chunks, score_eps)
+            if val_rows is not None:
+                score = validation_score(module, objective, val_rows, score_eps)
                 history.validation_scores.append(score)
             progress.update(epoch_note(loss, recon, kl, score))
 
             if objective.in_warmup(epoch):
                 continue
-            if val_chunks is not None:
+            if val_rows is not None:
                 if score > history.best_validation_score + tol:
                     history.no_improvement_count = 0
                 else:

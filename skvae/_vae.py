@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._compat import Interval, StrOptions, _fit_context
+from ._compat import Interval, StrOptions, fit_context
 from ._data import (
     InMemoryRows,
     RowSource,
@@ -43,6 +43,7 @@ from ._inference import (
     decode,
     elbo_rows,
     encode,
+    heap_kept,
     inference_threads,
     inference_view,
 )
@@ -403,7 +404,7 @@ default='gaussian'
 
     # ------------------------------------------------------------------ fit
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Fit the model to ``X``.
 
@@ -430,7 +431,7 @@ default='gaussian'
         return self._fit_all_or_nothing(X, incremental=False)
 
     @available_if(_no_early_stopping)
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Update the model with one epoch over ``X``.
 
@@ -557,11 +558,9 @@ default='gaussian'
         optimizer = self._get_optimizer()
 
         validate = self.early_stopping and not incremental
-        score_eps = val_chunks = None
+        score_eps = val_rows = None
         if validate:
             score_eps = score_noise(self.n_components, torch.float32, device)
-        # Rows of the validation ELBO's largest tensor: every row x every draw.
-        val_chunk = chunk_rows(2 * _N_SCORE_PAIRS * self._widest_layer())
         if streamed:
             source = RowSource(X, np.float32, check_block=self._support_check)
             ranges = block_ranges(X, max(1, self.buffer_size // _BLOCKS_PER_BUFFER))
@@ -570,7 +569,6 @@ default='gaussian'
                     ranges, self.validation_fraction, self._random_state
                 )
                 val_rows = StreamedRows(source, val_ranges, self.buffer_size, device)
-                val_chunks = partial(val_rows.chunks, val_chunk)
             rows = StreamedRows(source, ranges, self.buffer_size, device)
             # Diagnostics after fit: a bounded sample, not another pass.
             diagnostic_rows = rows.sample(self.buffer_size)
@@ -589,7 +587,6 @@ default='gaussian'
                 )
                 rows = InMemoryRows(X_all, torch.from_numpy(train_idx).to(device))
                 val_rows = InMemoryRows(X_all, torch.from_numpy(val_idx).to(device))
-                val_chunks = partial(val_rows.chunks, val_chunk)
 
         generator = torch.Generator(device=device).manual_seed(seed)
         epochs_before = self._history.n_epochs
@@ -609,7 +606,7 @@ default='gaussian'
                 generator=generator,
                 tol=self.tol,
                 n_iter_no_change=self.n_iter_no_change,
-                val_chunks=val_chunks,
+                val_rows=val_rows,
                 score_eps=score_eps,
                 check_convergence=not incremental,
                 verbose=self.verbose,
@@ -644,7 +641,7 @@ default='gaussian'
                 flush=True,
             )
         # Warnings point at the caller of fit: _fit <- _fit_or_restore <-
-        # _fit_all_or_nothing <- fit <- _fit_context <- user.
+        # _fit_all_or_nothing <- fit <- fit_context <- user.
         if status == "interrupted":
             warnings.warn(
                 "Training interrupted by user; the model keeps the weights of the "
@@ -1001,8 +998,10 @@ default='gaussian'
         chunk is copied into the input buffer (the caller's array, possibly a
         read-only memmap, is never shared with torch). The module runs in the
         dtype of ``X``, as its cached :func:`inference_module` view. Where the
-        allocator returns memory to the system eagerly (dask workers), the
-        layers write into a :class:`~skvae._inference.Workspace` too.
+        allocator returns memory to the system eagerly (dask workers), it
+        keeps it for the call (:func:`~skvae._inference.heap_kept`), or,
+        where it cannot, the layers write into a
+        :class:`~skvae._inference.Workspace`.
         """
         module = inference_module(self, X.dtype, view=True)
         device = next(self.module_.parameters()).device
@@ -1017,12 +1016,11 @@ default='gaussian'
         )
         chunk = min(n_rows, chunk_rows(n_draws * self._widest_layer()))
         threads = inference_threads(2 * weights * chunk, device)
-        workspace = Workspace() if _use_workspace() else None
         x_host = np.empty((chunk, X.shape[1]), dtype=X.dtype)
         x_tensor = torch.from_numpy(x_host)
-        with torch.no_grad(), torch_threads(threads):
-            for start in range(0, n_rows, chunk):
-                stop = min(start + chunk, n_rows)
+        with torch.no_grad(), torch_threads(threads), heap_kept() as kept:
+            workspace = Workspace() if _use_workspace() and not kept else None
+            for start, stop in block_ranges(X, chunk):
                 np.copyto(x_host[: stop - start], X[start:stop])
                 x = x_tensor[: stop - start].to(device)
                 result = fn(module, x, workspace)

@@ -308,3 +308,47 @@ def test_a_step_without_a_known_derivative_is_refused_alike(log_pipe):
         with pytest.raises(ValueError, match="input_space must be 'pipeline' or"):
             call(input_space="raw")
     plt.close("all")
+
+
+def test_every_analysis_function_takes_its_chunk_size_from_the_data_module(
+    raw_data, monkeypatch
+):
+    # batch_size=None is the package's one rule, skvae._data.chunk_rows: with
+    # the rule patched to 7 rows, each function asks it with what one row of
+    # its chunks holds, and its results stay those of a single chunk.
+    from skvae import _data
+    from skvae.analysis import latent_clustering_scores
+
+    vae = _fit(_vae(n_components=3, hidden_layer_sizes=(16, 8)), raw_data)
+    X = raw_data
+    Z = vae.transform(X)
+    y = np.arange(X.shape[0]) % 3
+    calls = {
+        "encoder_jacobian": (lambda: encoder_jacobian(vae, X), 3 * 16),
+        "latent_feature_importance": (
+            lambda: latent_feature_importance(vae, X)["mean_gradient"].to_numpy(),
+            3 * 16,
+        ),
+        "decoder_jacobian": (lambda: decoder_jacobian(vae, Z), 3 * 16),
+        "decoder_finite_differences": (
+            lambda: decoder_finite_differences(vae, Z, method="forward"),
+            4 * 16,
+        ),
+        "latent_coupling": (lambda: latent_coupling(vae, Z), 3 * 16),
+        "kl_per_dimension": (
+            lambda: latent_clustering_scores(vae, X, y)["kl_per_dimension"],
+            16,
+        ),
+    }
+    expected = {name: call() for name, (call, _) in calls.items()}
+    asked = []
+
+    def seven(values_per_row):
+        asked.append(values_per_row)
+        return 7
+
+    monkeypatch.setattr(_data, "chunk_rows", seven)
+    for name, (call, values_per_row) in calls.items():
+        asked.clear()
+        assert_allclose(call(), expected[name], rtol=1e-6, atol=1e-7, err_msg=name)
+        assert asked == [values_per_row], name

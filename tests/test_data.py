@@ -15,8 +15,10 @@ from skvae._data import (
     RowSource,
     StreamedRows,
     block_ranges,
+    check_chunk_rows,
     chunk_rows,
     is_out_of_core,
+    tensor_blocks,
 )
 from skvae._vae import inference_module
 
@@ -44,6 +46,25 @@ def test_chunk_rows_is_one_rule():
     assert chunk_rows(1000) == CHUNK_VALUES // 1000
     assert chunk_rows(10 * CHUNK_VALUES) == 1
     assert chunk_rows(64, max_rows=100) == 100
+
+
+def test_a_callers_batch_size_or_the_rule():
+    assert check_chunk_rows(None, 1000) == chunk_rows(1000)
+    assert check_chunk_rows(7, 1000) == 7
+    for bad in (0, -3, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            check_chunk_rows(bad, 10)
+
+
+def test_tensor_blocks_copy_every_row_once_in_order():
+    X = np.arange(30.0).reshape(10, 3)
+    before = X.copy()
+    blocks = list(tensor_blocks(X, 4, "cpu", dtype=np.float32))
+    assert [rows for rows, _ in blocks] == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert all(x.dtype == torch.float32 for _, x in blocks)
+    np.testing.assert_array_equal(torch.cat([x for _, x in blocks]).numpy(), X)
+    blocks[0][1][:] = -1.0  # a copy: the caller's array does not change
+    np.testing.assert_array_equal(X, before)
 
 
 def test_what_is_out_of_core(tmp_path):

@@ -133,3 +133,70 @@ def test_inference_threads_and_restores_the_count(monkeypatch):
     vae.transform(X), vae.inverse_transform(X[:, :2]), vae.score_samples(X)
     assert seen == [1, 1, 1]
     assert torch.get_num_threads() == before
+
+
+class _FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, parameter, value):
+        self.calls.append(("mallopt", parameter, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+def test_heap_kept_raises_and_restores_the_environments_thresholds(monkeypatch):
+    from skvae._inference import heap_kept
+
+    libc = _FakeLibc()
+    monkeypatch.setattr(skvae._inference, "_libc", lambda: libc)
+    monkeypatch.setattr(skvae._inference.sys, "platform", "linux")
+    monkeypatch.setattr(skvae._inference.platform, "libc_ver", lambda: ("glibc", ""))
+    environ = {}
+    monkeypatch.setattr(skvae._inference, "startup_environ", lambda: environ)
+    with heap_kept() as kept:  # the environment leaves malloc alone
+        assert kept is False
+    assert libc.calls == []
+    environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
+    with heap_kept() as kept, heap_kept() as nested:
+        assert kept and nested
+        # Raised once, for both: trim (-1) and mmap (-3) thresholds.
+        assert libc.calls == [("mallopt", -1, 2**30), ("mallopt", -3, 32 * 2**20)]
+    # Back to what the environment set (mmap: glibc's default) and trimmed.
+    assert libc.calls[2:] == [
+        ("mallopt", -1, 65536),
+        ("mallopt", -3, 128 * 1024),
+        ("malloc_trim", 0),
+    ]
+
+
+def test_transform_is_the_same_where_malloc_trims_eagerly(monkeypatch):
+    X = np.random.RandomState(0).rand(40_000, 9)
+    vae = VAETransformer(max_iter=1, random_state=0).fit(X[:500])
+    expected = vae.transform(X), vae.score_samples(X[:3000])
+    # A stand-in for glibc: this process's malloc did not read the variable.
+    libc = _FakeLibc()
+    monkeypatch.setattr(skvae._inference, "_libc", lambda: libc)
+    monkeypatch.setattr(skvae._inference.sys, "platform", "linux")
+    monkeypatch.setattr(skvae._inference.platform, "libc_ver", lambda: ("glibc", ""))
+    environ = {"MALLOC_TRIM_THRESHOLD_": "65536"}
+    monkeypatch.setattr(skvae._inference, "startup_environ", lambda: environ)
+    np.testing.assert_array_equal(vae.transform(X), expected[0])
+    np.testing.assert_array_equal(vae.score_samples(X[:3000]), expected[1])
+    assert libc.calls[-1] == ("malloc_trim", 0)
+
+
+def test_the_allocator_setting_is_read_from_the_startup_environment(monkeypatch):
+    # distributed puts MALLOC_TRIM_THRESHOLD_ in a client's os.environ for its
+    # workers; the client's own malloc never read it.
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    startup = skvae._inference.startup_environ()
+    assert ("MALLOC_TRIM_THRESHOLD_" in startup) == (
+        skvae._inference.allocator_trims_eagerly()
+    )
+    if "MALLOC_TRIM_THRESHOLD_" not in startup:
+        with skvae._inference.heap_kept() as kept:
+            assert kept is False

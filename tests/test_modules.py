@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from skvae._modules import ACTIVATIONS, VAEModule, make_mlp
+from skvae._modules import ACTIVATIONS, VAEModule, make_mlp, widest_layer
 
 
 def _module(seed=0, learn_scale=False, hidden=(8, 4)):
@@ -20,6 +20,12 @@ def test_shapes_and_mirrored_decoder():
     assert mean.shape == logvar.shape == (3, 2)
     decoded, mean, logvar = module(torch.zeros(3, 5), torch.zeros(3, 2))
     assert decoded.shape == (3, 5)
+
+
+def test_widest_layer_counts_inputs_and_outputs():
+    assert widest_layer(_module()) == 8
+    assert widest_layer(_module(hidden=(3,))) == 5  # the input and output
+    assert widest_layer(_module(hidden=(2, 40, 2))) == 40
 
 
 def test_forward_with_zero_noise_decodes_the_mean():

@@ -316,11 +316,12 @@ def test_encoder_jacobian_heatmap(vae, scaled):
 def test_jacobian_means_are_accumulated_in_chunks(vae, scaled, monkeypatch):
     # Means accumulated block by block equal those of the full arrays (the
     # decoder side over many small chunks here).
+    from skvae import _data
     from skvae.analysis import decoder_finite_differences, encoder_jacobian
-    from skvae.plotting import _jacobian
 
     X, _ = scaled
-    monkeypatch.setattr(_jacobian, "chunk_rows", lambda values_per_row: 7)
+    # The analysis functions' chunk rule: chunks of 7 rows on both sides.
+    monkeypatch.setattr(_data, "chunk_rows", lambda values_per_row: 7)
     decoder = JacobianDisplay.from_estimator(vae, X, side="decoder")
     full = decoder_finite_differences(vae, vae.transform(X), method="central")
     np.testing.assert_allclose(decoder.jacobian, full.mean(axis=0).T, rtol=1e-6)

@@ -9,15 +9,10 @@ from sklearn.metrics import (
 )
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-from .._data import to_tensor
+from .._data import tensor_blocks
 from .._losses import kl_divergence
 from .._vae import KL_ACTIVE_THRESHOLD
-from ._common import (
-    DEFAULT_BATCH_SIZE,
-    chunks,
-    module_and_device,
-    to_vae_input,
-)
+from ._common import module_and_device, rows_per_chunk, to_vae_input
 
 # The score of a latent space with no active dimension: the worst silhouette
 # there is, so that a fully collapsed model never wins a search.
@@ -89,6 +84,13 @@ def latent_clustering_scores(vae, X, y):
     -----
     For codes that are all identical the metrics have conventional values
     (silhouette 0, Davies-Bouldin 0, Calinski-Harabasz 1), never NaN.
+
+    Memory: the call holds ``X`` as the VAE sees it (after the pipeline's
+    steps, as float32 or float64) and its codes, ``n_samples x
+    n_components``; the KL pass encodes one chunk of rows at a time (the
+    package's chunk rule, at most 16,384 rows); the silhouette's pairwise
+    distances are computed by scikit-learn in chunks of its
+    ``working_memory`` setting (``sklearn.config_context``).
 
     Examples
     --------
@@ -169,6 +171,11 @@ def latent_silhouette_scorer(estimator, X, y):
     latent_clustering_scores : This score with the plain silhouette, the
         other clustering scores and the collapse diagnostics.
 
+    Notes
+    -----
+    Holds what :func:`latent_clustering_scores` holds: ``X`` as the VAE sees
+    it, its codes, and one chunk of rows of the KL pass at a time.
+
     Examples
     --------
     >>> from sklearn.datasets import load_digits
@@ -206,8 +213,8 @@ def _codes_and_kl(estimator, X):
     module, device = module_and_device(vae, X_vae.dtype)
     total = np.zeros(vae.n_components)
     with torch.no_grad():
-        for rows in chunks(X_vae.shape[0], DEFAULT_BATCH_SIZE):
-            mean, logvar = module.encode(to_tensor(X_vae[rows], X_vae.dtype, device))
+        for rows, x in tensor_blocks(X_vae, rows_per_chunk(vae, None), device):
+            mean, logvar = module.encode(x)
             # In float64: exp(logvar) overflows float32 already at logvar > 88.
             kl = kl_divergence(mean.double(), logvar.double()).cpu().numpy()
             overflowed = np.flatnonzero(~np.all(np.isfinite(kl), axis=1))

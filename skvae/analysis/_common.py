@@ -1,5 +1,8 @@
 """What every analysis function shares: finding the VAE, the input space, chunks.
 
+Rows come from :mod:`skvae._data` (:func:`~skvae._data.tensor_blocks`), in
+chunks of :func:`rows_per_chunk` rows: the package's one chunk-size rule.
+
 A function of :mod:`skvae.analysis` takes a fitted ``VAETransformer`` or a
 ``Pipeline`` whose last step is one. The steps before the VAE map the caller's
 features into the VAE's own input space; derivatives with respect to the
@@ -23,8 +26,6 @@ The Displays and :func:`~skvae.analysis.latent_feature_importance` record the
 choice (``input_space`` attribute, ``DataFrame.attrs['input_space']``).
 """
 
-from numbers import Integral
-
 import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
@@ -36,14 +37,9 @@ from sklearn.preprocessing import (
 )
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from .._data import check_chunk_rows
+from .._modules import widest_layer
 from .._vae import VAETransformer, check_numeric_input, inference_module
-
-# Rows per chunk when a call does not say: bounds the memory of the
-# intermediate tensors, never the size of the result.
-DEFAULT_BATCH_SIZE = 4096
-# Values held by the largest intermediate tensor of a chunk when a call does
-# not say otherwise (16 MiB in float32, 32 MiB in float64).
-CHUNK_VALUES = 2**22
 
 _SUPPORTED_STEPS = (
     "StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler, skvae's "
@@ -258,23 +254,15 @@ def check_codes(vae, Z, name="Z"):
     return Z
 
 
-def check_batch_size(batch_size, values_per_row=None):
-    """``batch_size``, or the default: 4096 rows, fewer when each row's
-    largest intermediate holds ``values_per_row`` values, so that a chunk holds
-    at most ``CHUNK_VALUES``."""
-    if batch_size is None:
-        if values_per_row is None:
-            return DEFAULT_BATCH_SIZE
-        return max(1, min(DEFAULT_BATCH_SIZE, CHUNK_VALUES // values_per_row))
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, Integral)
-        or batch_size < 1
-    ):
-        raise ValueError(
-            f"batch_size must be a positive integer or None, got {batch_size!r}."
-        )
-    return int(batch_size)
+def rows_per_chunk(vae, batch_size, n_values=1):
+    """Rows per chunk of an analysis call on ``vae``.
+
+    ``batch_size`` as the caller gave it, or for None the package's rule
+    (:func:`skvae._data.chunk_rows`) for chunks that hold ``n_values`` times
+    the network's widest layer per row: at most 2**20 such values (4 MiB in
+    float32, 8 MiB in float64) and 16,384 rows.
+    """
+    return check_chunk_rows(batch_size, n_values * widest_layer(vae.module_))
 
 
 def module_and_device(vae, dtype):
@@ -282,9 +270,3 @@ def module_and_device(vae, dtype):
     the device it lives on."""
     module = inference_module(vae, dtype)
     return module, next(module.parameters()).device
-
-
-def chunks(n_samples, batch_size):
-    """``slice`` objects covering ``range(n_samples)`` in ``batch_size`` steps."""
-    for start in range(0, n_samples, batch_size):
-        yield slice(start, min(start + batch_size, n_samples))

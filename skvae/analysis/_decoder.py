@@ -6,16 +6,15 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_array
 
-from .._data import to_tensor
+from .._data import tensor_blocks
 from .._losses import decoder_mean
 from ._common import (
-    check_batch_size,
     check_codes,
     check_input_space,
-    chunks,
     module_and_device,
     output_derivative,
     resolve_vae,
+    rows_per_chunk,
 )
 
 _METHODS = ("forward", "central")
@@ -61,8 +60,9 @@ def decoder_finite_differences(
     batch_size : int, default=None
         Codes per chunk. Each chunk is one decoder call on all its perturbed
         codes (``n_components + 1`` or ``2 * n_components`` per code). None
-        means up to 4096, fewer when the decoder's output for a chunk would
-        exceed 2**22 values.
+        means the package's chunk rule: as many codes as keep a chunk's
+        decoder activations (perturbed codes x widest layer) at 2**20
+        values, at most 16,384 codes.
 
     input_space : {'pipeline', 'vae'}, default='pipeline'
         For a Pipeline: the derivative of the output mapped back through the
@@ -88,6 +88,9 @@ def decoder_finite_differences(
     secant, which matches the derivative on neither side. Smooth activations
     ('tanh', 'gelu', 'silu', ...) do not have this problem.
 
+    Memory: the call holds the result and, for one chunk of codes at a time,
+    the decoder's activations on its perturbed codes.
+
     Examples
     --------
     >>> import numpy as np
@@ -103,6 +106,32 @@ def decoder_finite_differences(
     >>> bool(np.allclose(D, decoder_jacobian(vae, Z), atol=1e-7))
     True
     """
+    _, Z, blocks = finite_difference_blocks(
+        vae,
+        Z,
+        step=step,
+        method=method,
+        batch_size=batch_size,
+        input_space=input_space,
+    )
+    D = None
+    for rows, block in blocks:
+        if D is None:
+            D = np.empty((Z.shape[0], *block.shape[1:]), dtype=block.dtype)
+        D[rows] = block
+    return D
+
+
+def finite_difference_blocks(
+    estimator, Z, *, step, method, batch_size, input_space="pipeline"
+):
+    """Check the arguments of :func:`decoder_finite_differences`, then compute.
+
+    Returns ``(vae, Z, blocks)``: the VAE, the validated codes and a
+    generator of ``(rows, D[rows])``, the derivatives of the codes ``Z[rows]``
+    (a new array per block, already mapped through the inverse steps), one
+    chunk at a time. Invalid arguments raise here, before any block.
+    """
     if not isinstance(method, str) or method not in _METHODS:
         raise ValueError(f"method must be 'forward' or 'central', got {method!r}.")
     if (
@@ -112,7 +141,7 @@ def decoder_finite_differences(
         or step <= 0
     ):
         raise ValueError(f"step must be a positive finite number, got {step!r}.")
-    vae_, steps, Z = _check_decoder_input(vae, Z)
+    vae_, steps, Z = _check_decoder_input(estimator, Z)
     # Below the spacing of the values the network computes with (relative to
     # max(1, |z|)), z + step rounds to z, or the change is lost in the first
     # layer's bias: the quotient is zero or noise.
@@ -126,36 +155,33 @@ def decoder_finite_differences(
             "pass float64 Z."
         )
     factor = output_derivative(steps, input_space)
-    n_samples, n_components = Z.shape
+    n_components = Z.shape[1]
     n_points = n_components + 1 if method == "forward" else 2 * n_components
-    n_features = vae_.n_features_in_
-    batch_size = check_batch_size(batch_size, n_points * n_features)
+    batch_size = rows_per_chunk(vae_, batch_size, n_points)
 
-    module, device = module_and_device(vae_, Z.dtype)
-    torch_dtype = next(module.parameters()).dtype
-    eye = step * torch.eye(n_components, dtype=torch_dtype, device=device)
-    if method == "forward":
-        offsets = torch.cat([torch.zeros_like(eye[:1]), eye])
-    else:
-        offsets = torch.cat([eye, -eye])
-    likelihood = vae_.likelihood
-    D = None
-    with torch.no_grad():
-        for rows in chunks(n_samples, batch_size):
-            z = to_tensor(Z[rows], Z.dtype, device)
-            # (m, n_points, n_components) perturbed codes, decoded in one call.
-            perturbed = (z.unsqueeze(1) + offsets).reshape(-1, n_components)
-            out = decoder_mean(likelihood, module.decode(perturbed))
-            out = out.reshape(z.shape[0], n_points, -1)
-            if method == "forward":
-                block = (out[:, 1:] - out[:, :1]) / step
-            else:
-                block = (out[:, :n_components] - out[:, n_components:]) / (2 * step)
-            block = block.transpose(1, 2).cpu().numpy()
-            if D is None:
-                D = np.empty((n_samples, *block.shape[1:]), dtype=Z.dtype)
-            D[rows] = block
-    return _scale_rows(D, factor)
+    def blocks():
+        module, device = module_and_device(vae_, Z.dtype)
+        torch_dtype = next(module.parameters()).dtype
+        eye = step * torch.eye(n_components, dtype=torch_dtype, device=device)
+        if method == "forward":
+            offsets = torch.cat([torch.zeros_like(eye[:1]), eye])
+        else:
+            offsets = torch.cat([eye, -eye])
+        for rows, z in tensor_blocks(Z, batch_size, device):
+            # Not across the yield: grad mode is the caller's between blocks.
+            with torch.no_grad():
+                # (m, n_points, n_components) perturbed codes, decoded at once.
+                perturbed = (z.unsqueeze(1) + offsets).reshape(-1, n_components)
+                out = decoder_mean(vae_.likelihood, module.decode(perturbed))
+                out = out.reshape(z.shape[0], n_points, -1)
+                if method == "forward":
+                    block = (out[:, 1:] - out[:, :1]) / step
+                else:
+                    block = out[:, :n_components] - out[:, n_components:]
+                    block = block / (2 * step)
+            yield rows, _scale_rows(block.transpose(1, 2).cpu().numpy(), factor)
+
+    return vae_, Z, blocks()
 
 
 def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
@@ -178,8 +204,9 @@ def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
         Latent codes.
 
     batch_size : int, default=None
-        Codes per chunk. None means up to 4096, fewer when a chunk's
-        Jacobian would exceed 2**22 values.
+        Codes per chunk. None means the package's chunk rule: as many codes
+        as keep a chunk's ``n_components`` x (widest layer) values at 2**20,
+        at most 16,384.
 
     input_space : {'pipeline', 'vae'}, default='pipeline'
         For a Pipeline: the derivative of the output mapped back through the
@@ -197,6 +224,13 @@ def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
     --------
     decoder_finite_differences : The same derivative by finite differences.
     encoder_jacobian : The other direction, from features to latent codes.
+
+    Notes
+    -----
+    Memory: the call holds the result and, for one chunk of codes at a time,
+    the decoder's graph of the double-backward products (a few activations
+    of each layer per code) and the chunk's ``n_features x n_components``
+    derivatives.
 
     Examples
     --------
@@ -216,7 +250,7 @@ def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
         vae_,
         lambda module, z: decoder_mean(likelihood, module.decode(z)),
         Z,
-        check_batch_size(batch_size, vae_.n_features_in_ * vae_.n_components),
+        rows_per_chunk(vae_, batch_size, vae_.n_components),
     )
     return _scale_rows(J, factor)
 
@@ -243,8 +277,10 @@ def latent_coupling(vae, Z, *, batch_size=None):
         or draws from the prior.
 
     batch_size : int, default=None
-        Codes per chunk. None means up to 4096, fewer when a chunk's
-        decoder Jacobian would exceed 2**22 values.
+        Codes per chunk: the call holds the ``(n_components, n_components)``
+        result and, for one chunk at a time, the graph of the round trip's
+        double-backward products. None means the package's chunk rule, as in
+        :func:`decoder_jacobian`.
 
     Returns
     -------
@@ -275,8 +311,7 @@ def latent_coupling(vae, Z, *, batch_size=None):
         return module.encode(decoder_mean(likelihood, module.decode(z)))[0]
 
     total = np.zeros((vae_.n_components, vae_.n_components))
-    # The tangents through the decoder are the widest: n_features per direction.
-    batch_size = check_batch_size(batch_size, vae_.n_features_in_ * vae_.n_components)
+    batch_size = rows_per_chunk(vae_, batch_size, vae_.n_components)
     blocks = _forward_jacobian_blocks(vae_, round_trip, Z, batch_size)
     for _, block in blocks:
         total += block.sum(axis=0, dtype=np.float64)
@@ -394,8 +429,8 @@ def _forward_jacobian_blocks(vae, fn, Z, batch_size):
     """
     module, device = module_and_device(vae, Z.dtype)
     n_components = Z.shape[1]
-    for rows in chunks(Z.shape[0], batch_size):
-        z = to_tensor(Z[rows], Z.dtype, device).requires_grad_(True)
+    for rows, z in tensor_blocks(Z, batch_size, device):
+        z.requires_grad_(True)
         # Grad mode is per thread: a caller's no_grad block must not stop it.
         with torch.enable_grad():
             out = fn(module, z)

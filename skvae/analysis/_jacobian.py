@@ -5,13 +5,13 @@ from numbers import Integral
 import numpy as np
 import torch
 
-from .._data import to_tensor
+from .._data import tensor_blocks
 from ._common import (
-    check_batch_size,
     check_input_space,
-    chunks,
     input_feature_names,
     module_and_device,
+    resolve_vae,
+    rows_per_chunk,
     to_vae_input,
 )
 
@@ -51,7 +51,9 @@ def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
 
     batch_size : int, default=None
         Rows per chunk; bounds the memory of the computation besides the
-        result. None means 4096.
+        result. None means the package's chunk rule: as many rows as keep a
+        chunk's ``n_components`` x (widest layer) values at 2**20, at most
+        16,384.
 
     input_space : {'pipeline', 'vae'}, default='pipeline'
         For a Pipeline: differentiate with respect to the pipeline's input
@@ -81,6 +83,11 @@ def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
     and holds a chunk of ``batch_size x n_features`` gradients at a time rather
     than ``batch_size x n_components x n_features``
     (``benchmarks/bench_jacobian.py``).
+
+    Memory: the call holds the result, ``X`` as the VAE sees it, and for one
+    chunk of rows at a time its copy as a tensor, the encoder's activations
+    (kept for the backward passes) and one gradient, ``batch_size x
+    n_features``.
 
     With ``MinMaxScaler(clip=True)`` in front, the derivative is zero for
     values outside the range the scaler was fitted on, and at its edges it is
@@ -121,7 +128,8 @@ def jacobian_blocks(estimator, X, batch_size, full=False, input_space="pipeline"
     views of it; otherwise it is a buffer of ``batch_size`` rows, reused, and
     each block is valid until the next.
     """
-    batch_size = check_batch_size(batch_size)
+    vae, _ = resolve_vae(estimator)
+    batch_size = rows_per_chunk(vae, batch_size, vae.n_components)
     vae, X_vae, dX = to_vae_input(
         estimator, X, derivative=True, input_space=input_space
     )
@@ -137,9 +145,8 @@ def jacobian_blocks(estimator, X, batch_size, full=False, input_space="pipeline"
 
     def blocks():
         module, device = module_and_device(vae, X_vae.dtype)
-        for rows in chunks(shape[0], batch_size):
+        for rows, x in tensor_blocks(X_vae, batch_size, device):
             block = out[rows] if full else out[: rows.stop - rows.start]
-            x = to_tensor(X_vae[rows], X_vae.dtype, device)
             _encoder_jacobian_chunk(module, x, block)
             if dX is not None:
                 block *= dX[rows] if dX.ndim == 3 else dX
@@ -190,7 +197,9 @@ def latent_feature_importance(
         latent dimension. None keeps every feature.
 
     batch_size : int, default=None
-        Rows per chunk, as in :func:`encoder_jacobian`.
+        Rows per chunk, as in :func:`encoder_jacobian`: the call holds one
+        chunk's Jacobians (``batch_size x n_components x n_features``) at a
+        time, never all of them, besides ``X`` as the VAE sees it.
 
     input_space : {'pipeline', 'vae'}, default='pipeline'
         As in :func:`encoder_jacobian`; also which feature names are used.

@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from .._data import chunk_rows
 from ._base import axes_array, resolve_steps, single_axes, unwrap_vae
 
 _SIDES = ("encoder", "decoder")
@@ -306,9 +305,17 @@ class JacobianDisplay:
         -------
         display : JacobianDisplay
             The display, drawn.
+
+        Notes
+        -----
+        Memory: the call holds ``X`` as the VAE sees it (and its codes, on
+        the decoder side) and accumulates the means one chunk of rows at a
+        time (the package's chunk rule, as in
+        :func:`~skvae.analysis.encoder_jacobian`): the per-sample
+        derivatives are never held all at once.
         """
-        from skvae.analysis import decoder_finite_differences
         from skvae.analysis._common import check_input_space, input_feature_names
+        from skvae.analysis._decoder import finite_difference_blocks
         from skvae.analysis._jacobian import jacobian_blocks
 
         if side not in _SIDES:
@@ -325,24 +332,23 @@ class JacobianDisplay:
             jacobian = np.zeros(buffer.shape[1:], dtype=np.float64)
             n_samples = 0
             for _, block in blocks:
-                jacobian += block.sum(axis=0)
+                jacobian += block.sum(axis=0, dtype=np.float64)
                 n_samples += block.shape[0]
         else:
             Z = vae.transform(X_vae)
             n_samples = len(Z)
             jacobian = np.zeros((vae.n_components, vae.n_features_in_))
-            # Rows per call of the (n_features x n_components) derivatives.
-            chunk = chunk_rows(vae.n_components * vae.n_features_in_)
-            for start in range(0, n_samples, chunk):
+            _, _, blocks = finite_difference_blocks(
+                estimator,
+                Z,
+                step=step,
+                method="central",
+                batch_size=None,
+                input_space=input_space,
+            )
+            for _, block in blocks:
                 # (rows, n_features, n_components) -> (n_components, n_features)
-                block = decoder_finite_differences(
-                    estimator,
-                    Z[start : start + chunk],
-                    step=step,
-                    method="central",
-                    input_space=input_space,
-                )
-                jacobian += block.sum(axis=0).T
+                jacobian += block.sum(axis=0, dtype=np.float64).T
         jacobian /= n_samples
         display = cls(
             jacobian=jacobian,
