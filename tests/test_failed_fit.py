@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _state import estimator_state as _state
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,33 +22,6 @@ def _fit_quietly(vae, X, method="fit"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return getattr(vae, method)(X)
-
-
-def _plain(value):
-    """``value`` with tensors as arrays: views of one storage compare by value."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy().copy()
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _state(vae):
-    """Everything an estimator holds, as plain comparable values."""
-    state = {}
-    for key, value in vae.__dict__.items():
-        if key == "module_":
-            value = value.state_dict()
-        elif key == "_optimizer" and value is not None:
-            value = value.state_dict()
-        elif key == "_random_state":
-            value = value.get_state()
-        elif key == "_history":
-            value = vars(value)
-        state[key] = _plain(value)
-    return state
 
 
 def _assert_same_state(before, after):

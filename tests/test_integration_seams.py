@@ -10,6 +10,7 @@ from contextlib import redirect_stdout
 import numpy as np
 import pytest
 import torch
+from _state import estimator_state as _state
 
 import skvae
 from skvae import VAETransformer
@@ -18,32 +19,6 @@ from skvae._losses import elbo
 from skvae._vae import score_noise
 
 N_ROWS, N_FEATURES, BUFFER = 640, 5, 128
-
-
-def _state(vae):
-    """Everything an estimator holds, as plain comparable values."""
-
-    def plain(value):
-        if isinstance(value, torch.Tensor):
-            return value.detach().cpu().numpy().copy()
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [plain(v) for v in value]
-        return value
-
-    state = {}
-    for key, value in vae.__dict__.items():
-        if key == "module_":
-            value = value.state_dict()
-        elif key == "_optimizer" and value is not None:
-            value = value.state_dict()
-        elif key == "_random_state":
-            value = value.get_state()
-        elif key == "_history":
-            value = vars(value)
-        state[key] = plain(value)
-    return state
 
 
 def _quiet(fn, *args):
