@@ -576,10 +576,16 @@ default='gaussian'
             # The one copy of X that training makes; the validation split and
             # the shuffles index into it.
             X_all = to_tensor(X, np.float32, device)
-            if not bool(torch.isfinite(X_all).all()):
-                # X is finite (validate_data): a float64 value beyond float32.
-                row = int(torch.nonzero(~torch.isfinite(X_all).all(dim=1))[0, 0])
-                refuse_overflow(X[row], row, "X", np.float32)
+            if X.dtype != np.float32:
+                # X is finite (validate_data), but a float64 value beyond
+                # float32's range became inf. Checked chunk by chunk: isfinite
+                # of the whole copy would hold 1.5x its size in temporaries.
+                chunk = chunk_rows(n_features)
+                for start in range(0, n_samples, chunk):
+                    finite = torch.isfinite(X_all[start : start + chunk]).all(dim=1)
+                    if not bool(finite.all()):
+                        row = start + int(torch.nonzero(~finite)[0, 0])
+                        refuse_overflow(X[row], row, "X", np.float32)
             rows = diagnostic_rows = InMemoryRows(X_all)
             if validate:
                 train_idx, val_idx = _split_indices(
