@@ -296,6 +296,57 @@ def anomaly_rows(results):
     return rows
 
 
+def scale_rows(results):
+    """The rows of ``bench_scale.py``: memory and speed beyond one array in memory."""
+    scale = _load(results, "scale")
+    if not scale or scale.get("quick"):
+        return []
+    rows = []
+    streamed = scale["out_of_core"]["streamed"]
+    subset = scale["out_of_core"]["in_memory_subset"]
+    streamed_subset = scale["out_of_core"]["streamed_subset"]
+    rows.append(
+        [
+            f"out-of-core fit of a {streamed['rows']:,} x 48 memmap, 1 epoch: peak "
+            "extra memory / file size",
+            f"{streamed['extra_bytes'] / 2**20:,.0f} MiB",
+            f"{streamed['input_bytes'] / 2**20:,.0f} MiB",
+            f"{streamed['extra_bytes'] / streamed['input_bytes']:.3f}x",
+        ]
+    )
+    rate = streamed_subset["rows"] / streamed_subset["seconds"]
+    rate_memory = subset["rows"] * subset["epochs"] / subset["seconds"]
+    rows.append(
+        [
+            f"samples/s streamed from a memmap vs in memory ({subset['rows']:,} rows)",
+            f"{rate:,.0f}",
+            f"{rate_memory:,.0f}",
+            f"{rate / rate_memory:.2f}x",
+        ]
+    )
+    for key, entry in scale["in_memory"].items():
+        rows.append(
+            [
+                f"in-memory fit of {entry['rows']:,} x 48, {key}: peak extra memory "
+                "/ input",
+                f"{entry['extra_bytes'] / 2**20:,.0f} MiB",
+                f"{entry['input_bytes'] / 2**20:,.0f} MiB",
+                f"{entry['extra_bytes'] / entry['input_bytes']:.2f}x",
+            ]
+        )
+    dask = scale["dask"]
+    rows.append(
+        [
+            f"dask transform of {dask['rows']:,} rows, LocalCluster 2 x 1 thread: "
+            "rows/s per core vs in process, 1 thread",
+            f"{dask['cluster_rows_per_s'] / 2:,.0f}",
+            f"{dask['in_process_1_thread_rows_per_s']:,.0f}",
+            f"{dask['per_core_ratio']:.2f}x",
+        ]
+    )
+    return rows
+
+
 def run_line(statuses):
     if all(seconds is None for _, seconds in statuses.values()):
         return "Figures as each script last wrote them in `results/`."
@@ -328,6 +379,7 @@ def summary(results, statuses, quick):
             ["measure", "skvae", "baseline", "ratio"],
             headline_rows(results)
             + jacobian_rows(results)
+            + scale_rows(results)
             + flows_rows(results)
             + anomaly_rows(results),
         ),
