@@ -318,8 +318,15 @@ default='calibrated_gaussian'
         self : VAEOutlierDetector
             The fitted detector.
         """
+        # All or nothing: a threshold that cannot be computed (e.g. a score
+        # that raises) undoes the training of this call too.
+        snapshot = self._restorable()
         super().fit(X)
-        self.offset_ = self._offset(self.score_samples(X))
+        try:
+            self.offset_ = self._offset(self.score_samples(X))
+        except BaseException:
+            snapshot.restore(self)
+            raise
         return self
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -338,8 +345,15 @@ default='calibrated_gaussian'
         self : VAEOutlierDetector
             The updated detector.
         """
+        # All or nothing: a threshold that cannot be computed (e.g. a score
+        # that raises) undoes the training of this call too.
+        snapshot = self._restorable()
         super().partial_fit(X)
-        self.offset_ = self._offset(self.score_samples(X))
+        try:
+            self.offset_ = self._offset(self.score_samples(X))
+        except BaseException:
+            snapshot.restore(self)
+            raise
         return self
 
     def _offset(self, scores):

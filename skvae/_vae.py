@@ -471,6 +471,15 @@ default='gaussian'
             prime_lazy_imports()
             return self._fit_or_restore(X, incremental, interrupts)
 
+    def _restorable(self):
+        """A snapshot of ``self``; its ``restore(self)`` undoes what came after.
+
+        For subclasses whose ``fit`` does more after ``VAETransformer.fit``
+        (e.g. the outlier detector's threshold), so that the whole call stays
+        all or nothing.
+        """
+        return _Snapshot(self)
+
     def _fit_or_restore(self, X, incremental, interrupts):
         snapshot = _Snapshot(self)
         try:

@@ -514,3 +514,27 @@ def test_detector_saves_and_loads_without_pickle(tmp_path):
     assert loaded.offset_ == detector.offset_
     np.testing.assert_array_equal(loaded.score_samples(X), detector.score_samples(X))
     np.testing.assert_array_equal(loaded.predict(X), detector.predict(X))
+
+
+@pytest.mark.parametrize("method", ["fit", "partial_fit"])
+def test_a_threshold_that_fails_leaves_the_detector_as_it_was(method, monkeypatch):
+    X = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    detector = VAEOutlierDetector(max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        detector.fit(X)
+    before_scores = detector.score_samples(X)
+    before_weights = [p.detach().clone() for p in detector.module_.parameters()]
+    before = (detector.offset_, detector.n_iter_, list(detector.loss_curve_))
+
+    def broken(scores):
+        raise RuntimeError("no threshold")
+
+    monkeypatch.setattr(detector, "_offset", broken)
+    with pytest.raises(RuntimeError, match="no threshold"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        getattr(detector.set_params(warm_start=True), method)(X)
+    assert (detector.offset_, detector.n_iter_, list(detector.loss_curve_)) == before
+    for p, q in zip(detector.module_.parameters(), before_weights, strict=True):
+        assert torch.equal(p.detach(), q)
+    assert_array_equal(detector.score_samples(X), before_scores)
