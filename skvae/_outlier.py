@@ -318,16 +318,7 @@ default='calibrated_gaussian'
         self : VAEOutlierDetector
             The fitted detector.
         """
-        # All or nothing: a threshold that cannot be computed (e.g. a score
-        # that raises) undoes the training of this call too.
-        snapshot = self._restorable()
-        super().fit(X)
-        try:
-            self.offset_ = self._offset(self.score_samples(X))
-        except BaseException:
-            snapshot.restore(self)
-            raise
-        return self
+        return self._train_and_threshold(super().fit, X)
 
     @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -345,10 +336,16 @@ default='calibrated_gaussian'
         self : VAEOutlierDetector
             The updated detector.
         """
-        # All or nothing: a threshold that cannot be computed (e.g. a score
-        # that raises) undoes the training of this call too.
+        return self._train_and_threshold(super().partial_fit, X)
+
+    def _train_and_threshold(self, train, X):
+        """``train(X)``, then ``offset_`` from the scores of ``X``.
+
+        All or nothing: a threshold that cannot be computed (e.g. a score that
+        raises) undoes the training of this call too.
+        """
         snapshot = self._restorable()
-        super().partial_fit(X)
+        train(X)
         try:
             self.offset_ = self._offset(self.score_samples(X))
         except BaseException:
