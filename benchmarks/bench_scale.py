@@ -148,6 +148,18 @@ def block_rows_per_s(model, path, n_rows, repeats=8):
     return n_rows / min(_seconds(model.transform, X) for _ in range(repeats))
 
 
+def local_cluster():
+    """The benchmark's cluster: 2 worker processes x 1 thread, loopback only."""
+    import distributed
+
+    return distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+
 def child(*args, env=None):
     environ = dict(os.environ)
     for name, value in (env or {}).items():
@@ -276,13 +288,7 @@ def section_dask(path, n_rows, block_rows, model):
         total += model.transform(_load_block(path, s, s + block_rows)).sum(axis=0)
     in_process = time.perf_counter() - tic
 
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    )
+    cluster = local_cluster()
     with cluster, distributed.Client(cluster) as client:
         client.run(lambda: None)  # workers up
         # torch's one-time set-up in each worker (thread pools, oneDNN
@@ -406,13 +412,7 @@ def section_grid(n_rows):
         elif name.startswith("loky"):
             search = GridSearchCV(base, grid, cv=2, n_jobs=2).fit(X)
         else:
-            cluster = distributed.LocalCluster(
-                n_workers=2,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-            )
+            cluster = local_cluster()
             with cluster, distributed.Client(cluster) as client:
                 client.run(lambda: None)
                 tic = time.perf_counter()
