@@ -49,7 +49,7 @@ from ._inference import (
 )
 from ._interrupt import deferred_interrupts, prime_lazy_imports
 from ._losses import LIKELIHOODS, decoder_mean, kl_divergence
-from ._modules import ACTIVATIONS, VAEModule
+from ._modules import ACTIVATIONS, VAEModule, widest_layer
 from ._persistence import plain_state, torch_state
 from ._training import (
     DivergenceError,
@@ -715,12 +715,6 @@ default='gaussian'
     def _support_check(self, block, start, stop):
         self._check_support(block, (start, stop))
 
-    def _widest_layer(self):
-        """Values per row of the network's widest layer (input and output too)."""
-        widths = [self.n_features_in_, 2 * self.n_components]
-        widths += self._check_hidden_layer_sizes()
-        return max(widths)
-
     def _objective(self):
         recon_weight = (
             self.n_features_in_ if self.recon_weight == "auto" else self.recon_weight
@@ -760,7 +754,7 @@ default='gaussian'
         total = torch.zeros(self.n_components, dtype=torch.float64)
         module = inference_view(self.module_)
         with torch.no_grad():
-            for x in diagnostic_rows.chunks(chunk_rows(self._widest_layer())):
+            for x in diagnostic_rows.chunks(chunk_rows(widest_layer(self.module_))):
                 kl = _posterior_kl(module, x).sum(dim=0, dtype=torch.float64)
                 total += kl.cpu()
         self.kl_per_dimension_ = (total / diagnostic_rows.n_rows).numpy()
@@ -1029,7 +1023,7 @@ default='gaussian'
         weights = {"encoder": encoder, "decoder": decoder}.get(
             part, encoder + n_draws * decoder
         )
-        chunk = min(n_rows, chunk_rows(n_draws * self._widest_layer()))
+        chunk = min(n_rows, chunk_rows(n_draws * widest_layer(self.module_)))
         threads = inference_threads(2 * weights * chunk, device)
         x_host = np.empty((chunk, X.shape[1]), dtype=X.dtype)
         x_tensor = torch.from_numpy(x_host)
