@@ -1,6 +1,5 @@
 """The outlier detector: a VAE whose anomaly score is a log-likelihood estimate."""
 
-import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,8 +8,9 @@ from sklearn.base import OutlierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._compat import Interval, StrOptions, fit_context, get_output_config
+from ._data import tensor_blocks
 from ._losses import importance_weighted_bound, importance_weighted_terms
-from ._vae import VAETransformer
+from ._vae import VAETransformer, inference_module
 
 # Seed of the fixed standard-normal draws of the importance-weighted bound:
 # the same draws for every row and every call, so scores are deterministic and
@@ -466,31 +466,22 @@ default='calibrated_gaussian'
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         self._check_support(X)
-        module = self.module_
-        dtype = torch.float64 if X.dtype == np.float64 else torch.float32
-        parameter = next(module.parameters())
-        if parameter.dtype != dtype:
-            # A copy: the trained module (and so the pickle) stays float32.
-            module = copy.deepcopy(module).to(dtype)
-        module.eval()
-        device = parameter.device
+        # The cached copy in X's dtype (the trained module stays float32).
+        module = inference_module(self, X.dtype)
+        device = next(module.parameters()).device
         n_draws = int(self.n_importance_samples)
         eps = importance_noise(n_draws, self.n_components).to(device)
         chunk = max(1, _CHUNK_FLOATS // (n_draws * max(X.shape[1], 1)))
         bound = np.empty(X.shape[0], dtype=np.float64)
         nll = np.empty(X.shape, dtype=np.float64) if contributions else None
         with torch.no_grad():
-            for start in range(0, X.shape[0], chunk):
-                # A fresh copy per chunk: torch never shares the caller's memory.
-                rows = np.array(X[start : start + chunk], dtype=X.dtype, copy=True)
-                x = torch.from_numpy(rows).to(device)
+            for rows, x in tensor_blocks(X, chunk, device):
                 log_weights, nll_draws = importance_weighted_terms(
                     module, self.likelihood, x, eps
                 )
-                stop = start + x.shape[0]
-                bound[start:stop] = importance_weighted_bound(log_weights).cpu()
+                bound[rows] = importance_weighted_bound(log_weights).cpu()
                 if contributions:
-                    nll[start:stop] = nll_draws.mean(dim=0).cpu()
+                    nll[rows] = nll_draws.mean(dim=0).cpu()
         if not np.all(np.isfinite(bound)):
             raise ValueError(
                 "The log-likelihood estimate is not finite for some rows; the "
