@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ._losses import kl_divergence, negative_log_likelihood_row_sums_
+from ._losses import kl_divergence
 from ._modules import is_plain_vae, mlp_layers
 
 # Environment variables with which glibc's malloc returns freed memory to the
@@ -204,7 +204,7 @@ def decode(module, z, workspace=None):
     return module.decode(z, workspace)
 
 
-def elbo_rows(module, likelihood, x, eps, workspace=None):
+def elbo_rows(module, x, eps, workspace=None):
     """Per-row ELBO of ``x`` with draws ``eps``, as :func:`skvae._losses.elbo`.
 
     The same numbers to rounding, with every large intermediate (the
@@ -225,14 +225,14 @@ def elbo_rows(module, likelihood, x, eps, workspace=None):
     decoded = decoded.view(n_draws, n_rows, -1)
     if workspace is None:
         decoded = decoded.clone()  # the module's own output may be shared
-    nll = negative_log_likelihood_row_sums_(likelihood, decoded, x, module.log_scale)
+    nll = module.likelihood.row_nll_(decoded, x)
     return -nll.mean(dim=0) - kl_divergence(mean, logvar).sum(dim=-1)
 
 
 def inference_view(module):
     """What ``module`` computes, for no-grad inference on large batches.
 
-    Returns an object with ``encode``, ``decode``, ``log_scale`` and
+    Returns an object with ``encode``, ``decode``, ``likelihood`` and
     ``n_components`` like the module's, or ``module`` itself where it cannot
     (a subclass, hooks). Use it under ``torch.no_grad()`` only.
 
@@ -249,7 +249,7 @@ def inference_view(module):
 class _InferenceView:
     def __init__(self, module):
         self.n_components = module.n_components
-        self.log_scale = module.log_scale
+        self.likelihood = module.likelihood
         weight = module.encoder[0].weight
         fused = weight.device.type == "cpu" and weight.dtype == torch.float32
         fused = fused and _fused_linear_works()
@@ -257,6 +257,7 @@ class _InferenceView:
         self._decoder = _plan(mlp_layers(module.decoder), fused)
 
     def encode(self, x, workspace=None):
+        x = self.likelihood.encode(x)
         mean, logvar = _run(self._encoder, x, workspace, "encoder").chunk(2, dim=-1)
         return mean, logvar
 

@@ -61,28 +61,29 @@ class VAEModule(nn.Module):
 
     Parameters
     ----------
-    n_features : int
-        Input (and output) dimension.
+    likelihood : TableLikelihood
+        The observation model of the table's columns
+        (:mod:`skvae._likelihoods`): it sets the encoder's input width (its
+        encoding of the columns: values, one-hot levels, log-counts), the
+        decoder's output width (its parameters per column) and holds the
+        learned parameters of the families (scales, dispersions). It is the
+        ``likelihood`` sub-module.
     n_components : int
         Latent dimension.
     hidden_layer_sizes : sequence of int
         Encoder widths; the decoder uses them in reverse order.
     activation : str
         A key of ``ACTIVATIONS``.
-    learn_scale : bool
-        Whether the decoder has a learned per-feature log standard deviation
-        (the calibrated Gaussian decoder of Rybkin et al. 2021).
     generator : torch.Generator
         Source of the initial weights.
     """
 
     def __init__(
         self,
-        n_features,
+        likelihood,
         n_components,
         hidden_layer_sizes,
         activation,
-        learn_scale,
         generator,
     ):
         super().__init__()
@@ -90,23 +91,26 @@ class VAEModule(nn.Module):
         self.n_components = n_components
         # One output layer for the mean and the log-variance: one matmul, not two.
         self.encoder = make_mlp(
-            [n_features, *hidden, 2 * n_components], activation, generator
+            [likelihood.n_inputs, *hidden, 2 * n_components], activation, generator
         )
         self.decoder = make_mlp(
-            [n_components, *reversed(hidden), n_features], activation, generator
+            [n_components, *reversed(hidden), likelihood.n_outputs],
+            activation,
+            generator,
         )
-        if learn_scale:
-            self.log_scale = nn.Parameter(torch.zeros(n_features))
-        else:
-            self.register_parameter("log_scale", None)
+        self.likelihood = likelihood
 
     def encode(self, x):
-        """Mean and log-variance of ``q(z | x)``, each ``(n, n_components)``."""
-        mean, logvar = self.encoder(x).chunk(2, dim=-1)
+        """Mean and log-variance of ``q(z | x)``, each ``(n, n_components)``.
+
+        ``x`` holds the table's internal values (n, n_columns); the
+        likelihood encodes them for the encoder.
+        """
+        mean, logvar = self.encoder(self.likelihood.encode(x)).chunk(2, dim=-1)
         return mean, logvar
 
     def decode(self, z):
-        """The likelihood's location parameter (mean or logits) for codes ``z``."""
+        """The likelihood's parameters (means, logits, log-rates) for codes ``z``."""
         return self.decoder(z)
 
     def forward(self, x, eps):

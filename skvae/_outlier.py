@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import OutlierMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._compat import Interval, StrOptions, fit_context, get_output_config
 from ._data import tensor_blocks
@@ -464,7 +464,7 @@ default='calibrated_gaussian'
     def _importance_terms(self, X, contributions):
         """The bound per row and, if asked, the mean per-feature NLL per row."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = self._validate_rows(X)
         self._check_support(X)
         # The cached copy in X's dtype (the trained module stays float32).
         module = inference_module(self, X.dtype)
@@ -476,9 +476,7 @@ default='calibrated_gaussian'
         nll = np.empty(X.shape, dtype=np.float64) if contributions else None
         with torch.no_grad():
             for rows, x in tensor_blocks(X, chunk, device):
-                log_weights, nll_draws = importance_weighted_terms(
-                    module, self.likelihood, x, eps
-                )
+                log_weights, nll_draws = importance_weighted_terms(module, x, eps)
                 bound[rows] = importance_weighted_bound(log_weights).cpu()
                 if contributions:
                     nll[rows] = nll_draws.mean(dim=0).cpu()

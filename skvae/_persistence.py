@@ -49,11 +49,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._likelihoods import TableLikelihood
 from ._modules import ACTIVATIONS, VAEModule
 from ._training import TrainingHistory
 
 FORMAT = "skvae"
-FORMAT_VERSION = 1
+# 2: the module's layout holds its likelihood (families, columns) instead of
+# n_features and learn_scale; the table spec of fit is saved.
+FORMAT_VERSION = 2
 
 # The estimator classes that save and load accept, by the name written in the
 # file, with the module that defines them. Registering another skvae estimator
@@ -75,6 +78,10 @@ PRIVATE_STATE = {
         "starts; taken from _optimizer while one exists"
     ),
     "_sklearn_output_config": "the output container chosen with set_output",
+    "_table": (
+        "the table spec of fit (columns, families, levels, dtypes): how tables "
+        "are read in and written out"
+    ),
 }
 
 # Plain data classes that may appear in a file, by name.
@@ -750,11 +757,10 @@ def module_to_state(module):
     if activation is None or len(dtypes) != 1:
         return None
     config = {
-        "n_features": linears[0].in_features,
+        "likelihood": module.likelihood.config(),
         "n_components": int(module.n_components),
         "hidden_layer_sizes": [layer.out_features for layer in linears[:-1]],
         "activation": activation,
-        "learn_scale": module.log_scale is not None,
         "dtype": str(dtypes.pop()).removeprefix("torch."),
     }
     state_dict = {
@@ -796,11 +802,10 @@ def module_from_state(state):
 def _check_config(config):
     """The torch dtype of a valid VAEModule layout; ValueError otherwise."""
     expected = {
-        "n_features",
+        "likelihood",
         "n_components",
         "hidden_layer_sizes",
         "activation",
-        "learn_scale",
         "dtype",
     }
     if (
@@ -809,44 +814,47 @@ def _check_config(config):
         or type(config["hidden_layer_sizes"]) is not list
     ):
         raise ValueError(f"module layout {config!r} is not a VAEModule's")
-    sizes = [
-        config["n_features"],
-        config["n_components"],
-        *config["hidden_layer_sizes"],
-    ]
+    sizes = [config["n_components"], *config["hidden_layer_sizes"]]
     dtype = {"float32": torch.float32, "float64": torch.float64}.get(config["dtype"])
     if (
         not all(type(n) is int and n > 0 for n in sizes)
         or config["activation"] not in ACTIVATIONS
-        or type(config["learn_scale"]) is not bool
         or dtype is None
     ):
         raise ValueError(f"module layout {config!r} is not a VAEModule's")
     return dtype
 
 
+def _likelihood(config):
+    """The likelihood of a module layout, from its plain description."""
+    try:
+        return TableLikelihood.from_config(config["likelihood"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"module layout {config!r} has a bad likelihood") from exc
+
+
 def _n_weights(config):
     """Number of weights of the VAEModule of ``config`` (which is checked)."""
     _check_config(config)
+    likelihood = _likelihood(config)
     hidden = config["hidden_layer_sizes"]
-    n_features, n_components = config["n_features"], config["n_components"]
-    encoder = [n_features, *hidden, 2 * n_components]
-    decoder = [n_components, *reversed(hidden), n_features]
+    n_components = config["n_components"]
+    encoder = [likelihood.n_inputs, *hidden, 2 * n_components]
+    decoder = [n_components, *reversed(hidden), likelihood.n_outputs]
     return sum(
         n_in * n_out + n_out
         for sizes in (encoder, decoder)
         for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
-    ) + (n_features if config["learn_scale"] else 0)
+    ) + sum(tensor.numel() for tensor in likelihood.state_dict().values())
 
 
 def _build_module(config):
     dtype = _check_config(config)
     module = VAEModule(
-        config["n_features"],
+        _likelihood(config),
         config["n_components"],
         config["hidden_layer_sizes"],
         config["activation"],
-        learn_scale=config["learn_scale"],
         # Only the layout matters: the weights are loaded over these.
         generator=torch.Generator().manual_seed(0),
     )
@@ -966,6 +974,13 @@ def _read_metadata(data, source):
         raise ValueError(
             f"{source} was written in skvae file format {version}, newer than "
             f"the {FORMAT_VERSION} this skvae reads: upgrade skvae to load it."
+        )
+    if int(version) < FORMAT_VERSION:
+        raise ValueError(
+            f"{source} was written in skvae file format {version}, from before "
+            "per-column likelihoods; this skvae reads format "
+            f"{FORMAT_VERSION}. Load it with the skvae that wrote it and save a "
+            "pickle or skops file, or refit and save again."
         )
     return metadata
 

@@ -2,8 +2,9 @@
 
 The step is :class:`HandBackprop` (the backward pass of a ``VAEModule``
 written out, with the fused Adam kernel) where the module allows it, else the
-autograd :func:`train_step`. Knows tensors, a module, an optimiser and a
-likelihood name; knows nothing of scikit-learn's estimator API. The estimator
+autograd :func:`train_step`. Knows tensors, a module (whose likelihood
+object computes the loss and, where it has one, its closed-form gradient) and
+an optimiser; knows nothing of scikit-learn's estimator API. The estimator
 hands it tensors already on the training device and reads the history back.
 Why each piece is there, and what it gained: ``benchmarks/README.md``.
 """
@@ -17,13 +18,7 @@ import torch
 from torch.optim import optimizer as optim_module
 
 from ._data import chunk_rows
-from ._losses import (
-    CLOSED_FORM_GRADIENTS,
-    elbo,
-    kl_divergence_and_grad,
-    loss_terms,
-    negative_log_likelihood_and_grad,
-)
+from ._losses import elbo, kl_divergence_and_grad, loss_terms
 from ._modules import is_plain_vae, mlp_layers, widest_layer
 from ._progress import Progress, epoch_note
 
@@ -59,9 +54,12 @@ class TrainingHistory:
 
 @dataclass
 class Objective:
-    """The weights of the loss, and the schedule of the KL weight."""
+    """The weights of the loss, and the schedule of the KL weight.
 
-    likelihood: str
+    ``n_features`` is the number of the table's columns, over which the
+    reconstruction term is averaged (a categorical column counts once).
+    """
+
     recon_weight: float
     beta: float
     kl_warmup: int
@@ -84,7 +82,7 @@ def train_step(module, optimizer, objective, x, eps, kl_weight):
     synchronising with the device.
     """
     optimizer.zero_grad(set_to_none=True)
-    recon_mean, kl = loss_terms(module, objective.likelihood, x, eps)
+    recon_mean, kl = loss_terms(module, x, eps)
     loss = (objective.recon_weight * recon_mean + kl_weight * kl).mean()
     loss.backward()
     optimizer.step()
@@ -122,13 +120,13 @@ def run_single_epoch(
 def make_train_step(module, optimizer, objective):
     """The fastest correct training step for ``module``.
 
-    A plain :class:`~skvae._modules.VAEModule` with a likelihood that
-    :meth:`HandBackprop.supports` lists gets :class:`HandBackprop`; anything
-    else (a subclass, hooks, frozen parameters, another likelihood) gets the
-    autograd :func:`train_step`. Both map ``(x, eps, kl_weight)`` to the detached sums
+    A plain :class:`~skvae._modules.VAEModule` whose likelihood has a closed-form
+    gradient for every family (see :meth:`HandBackprop.supports`) gets
+    :class:`HandBackprop`; anything else (a subclass, hooks, frozen
+    parameters, a family without one) gets the autograd :func:`train_step`. Both map ``(x, eps, kl_weight)`` to the detached sums
     ``[sum of recon_mean, sum of kl]`` over the batch.
     """
-    if HandBackprop.supports(module, objective.likelihood):
+    if HandBackprop.supports(module):
         return HandBackprop(module, optimizer, objective)
     return partial(train_step, module, optimizer, objective)
 
@@ -148,27 +146,24 @@ class HandBackprop:
     """
 
     @staticmethod
-    def supports(module, likelihood):
-        """Whether ``(module, likelihood)`` is a pair this step can differentiate.
+    def supports(module):
+        """Whether this step can differentiate ``module``'s loss.
 
-        The pairs are explicit: a plain ``VAEModule`` (see :func:`is_plain_vae`)
-        whose parameters all train, with a likelihood of
-        ``CLOSED_FORM_GRADIENTS`` and a learned decoder scale exactly when that
-        likelihood has one. Anything else trains with autograd.
+        A plain ``VAEModule`` (see :func:`is_plain_vae`) whose parameters all
+        train and whose likelihood's families all declare a closed-form
+        gradient (``Family.closed_form``). Anything else trains with autograd.
         """
-        if likelihood not in CLOSED_FORM_GRADIENTS:
-            return False
-        learns_scale = getattr(module, "log_scale", None) is not None
+        likelihood = getattr(module, "likelihood", None)
         return (
-            learns_scale == CLOSED_FORM_GRADIENTS[likelihood]
-            and is_plain_vae(module)
+            is_plain_vae(module)
+            and getattr(likelihood, "closed_form", False)
             and all(p.requires_grad for p in module.parameters())
         )
 
     def __init__(self, module, optimizer, objective):
         self.encoder = mlp_layers(module.encoder)
         self.decoder = mlp_layers(module.decoder)
-        self.log_scale = module.log_scale
+        self.likelihood = module.likelihood
         self.optimizer_step = optimizer_step(optimizer)
         self.objective = objective
         for parameter in module.parameters():
@@ -182,20 +177,16 @@ class HandBackprop:
     def _step(self, x, eps, kl_weight):
         objective = self.objective
         n_rows = x.shape[0]
-        encoded, encoder_saved = _forward(self.encoder, x)
+        encoded, encoder_saved = _forward(self.encoder, self.likelihood.encode(x))
         mean, logvar = encoded.chunk(2, dim=-1)
         noise = torch.exp(0.5 * logvar).mul_(eps)
         decoded, decoder_saved = _forward(self.decoder, mean + noise)
 
-        nll, grad, grad_log_scale = negative_log_likelihood_and_grad(
-            objective.likelihood,
-            decoded,
-            x,
-            self.log_scale,
-            objective.recon_weight / (n_rows * objective.n_features),
+        nll, grad, parameter_grads = self.likelihood.nll_and_grad(
+            decoded, x, objective.recon_weight / (n_rows * objective.n_features)
         )
-        if grad_log_scale is not None:
-            self.log_scale.grad.copy_(grad_log_scale)
+        for parameter, parameter_grad in parameter_grads.items():
+            parameter.grad.copy_(parameter_grad)
         grad_z = _backward(self.decoder, decoder_saved, grad, input_grad=True)
         kl, grad_mean, grad_logvar = kl_divergence_and_grad(
             mean, logvar, kl_weight / n_rows
@@ -332,7 +323,7 @@ def validation_score(module, objective, rows, score_eps):
     total, n_rows = 0.0, 0
     with torch.no_grad():
         for x in rows.chunks(chunk):
-            scores = elbo(module, objective.likelihood, x, score_eps)
+            scores = elbo(module, x, score_eps)
             total += scores.sum(dtype=torch.float64).item()
             n_rows += x.shape[0]
     module.train(was_training)

@@ -48,9 +48,12 @@ from ._inference import (
     inference_view,
 )
 from ._interrupt import deferred_interrupts, prime_lazy_imports
-from ._losses import LIKELIHOODS, decoder_mean, kl_divergence
+from ._likelihoods import family_names, single_family
+from ._losses import kl_divergence
 from ._modules import ACTIVATIONS, VAEModule, widest_layer
 from ._persistence import plain_state, torch_state
+from ._tables import build_likelihood, needs_table, pairs, read_spec, to_frame
+from ._tables import to_internal as table_to_internal
 from ._training import (
     DivergenceError,
     Objective,
@@ -65,9 +68,6 @@ from ._training import (
 # in the sense of Burda et al. (2016), who threshold the variance of the
 # posterior mean at 0.01; for a collapsed unit both are close to zero.
 KL_ACTIVE_THRESHOLD = 0.01
-
-# Slack of the [0, 1] check of Bernoulli data (float32 resolution near 1).
-_SUPPORT_TOL = 1e-7
 
 # Antithetic pairs of fixed standard-normal draws for score_samples.
 _N_SCORE_PAIRS = 8
@@ -338,7 +338,9 @@ default='gaussian'
             Interval(Integral, 1, None, closed="left"),
         ],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "likelihood": [StrOptions(set(LIKELIHOODS))],
+        # Names are checked by skvae._likelihoods.get_family, with the one
+        # message every path gives; lists by skvae._tables.read_spec.
+        "likelihood": [str, list],
         "recon_weight": [
             StrOptions({"auto"}),
             Interval(Real, 0, None, closed="neither"),
@@ -511,6 +513,7 @@ default='gaussian'
             self.warm_start or incremental
         )
         _check_integer_params(self)
+        X = _detached(X)
         check_numeric_input(X)
         # Out-of-core data larger than one buffer is streamed; anything else
         # is converted whole.
@@ -518,16 +521,37 @@ default='gaussian'
         # then says how to fix it, instead of loading the whole array.)
         streamed = is_out_of_core(X) and X.ndim >= 1
         streamed = streamed and not X.shape[0] <= self.buffer_size
+        table = None if first_pass else self._table
         if streamed:
+            if (first_pass and needs_table(self.likelihood, X)) or table is not None:
+                raise ValueError(
+                    f"likelihood={self.likelihood!r} reads a table column by "
+                    "column, which the streaming paths (memmap, zarr, h5py, "
+                    "dask) do not: they take numeric arrays under one family "
+                    "name, such as likelihood='calibrated_gaussian'. Load the "
+                    "table into memory (e.g. a pandas DataFrame) to use it."
+                )
             n_samples, n_features = check_out_of_core(
                 X, None if first_pass else self.n_features_in_
             )
         else:
+            if first_pass and needs_table(self.likelihood, X):
+                table = read_spec(self.likelihood, X)
+            if table is not None:
+                X = table_to_internal(table, X)
             X = validate_data(
                 self, X, dtype=[np.float64, np.float32], reset=first_pass
             )
-            self._check_support(X)
             n_samples, n_features = X.shape
+        if first_pass:
+            if table is not None:
+                likelihood = build_likelihood(table, X)
+            else:
+                likelihood = single_family(self.likelihood, n_features)
+        else:
+            likelihood = self.module_.likelihood
+        if not streamed:
+            self._check_support(X, likelihood=likelihood)
         hidden = self._check_hidden_layer_sizes()
         if first_pass:
             _check_network_size(n_features, self.n_components, hidden)
@@ -540,17 +564,19 @@ default='gaussian'
             self.n_features_in_ = n_features
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
+        if first_pass:
+            self._table = table
+            self.likelihoods_ = _likelihood_pairs(self, table)
 
         # Any cached dtype copy of the weights is about to go stale.
         _MODULE_CACHES.pop(self, None)
         if first_pass:
             init_generator = torch.Generator().manual_seed(seed)
             self.module_ = VAEModule(
-                self.n_features_in_,
+                likelihood,
                 self.n_components,
                 hidden,
                 self.activation,
-                learn_scale=self.likelihood == "calibrated_gaussian",
                 generator=init_generator,
             )
             self._history = TrainingHistory()
@@ -571,7 +597,9 @@ default='gaussian'
         if validate:
             score_eps = score_noise(self.n_components, torch.float32, device)
         if streamed:
-            source = RowSource(X, np.float32, check_block=self._support_check)
+            source = RowSource(
+                X, np.float32, check_block=self._support_check
+            )
             ranges = block_ranges(X, max(1, self.buffer_size // _BLOCKS_PER_BUFFER))
             if validate:
                 ranges, val_ranges = _split_blocks(
@@ -692,25 +720,31 @@ default='gaussian'
             )
         return [int(h) for h in hidden]
 
-    def _check_support(self, X, rows=None):
-        """Refuse data outside the support of the likelihood (bernoulli: [0, 1]).
+    def _check_support(self, X, rows=None, likelihood=None):
+        """Refuse values outside their column's family (bernoulli: [0, 1]).
 
         ``rows``, a ``(start, stop)`` pair, names the block of a larger X that
-        ``X`` is, for the error message.
+        ``X`` is, for the error message. The error names the column, the row,
+        the value and the family.
         """
-        if self.likelihood != "bernoulli" or X.size == 0:
+        if likelihood is None:
+            likelihood = self.module_.likelihood
+        if X.size == 0:
             return
-        low, high = float(X.min()), float(X.max())
-        # Rounding in a min-max scaling can overshoot by an ulp (1 + 2e-16): allow
-        # that much, no more.
-        if low < -_SUPPORT_TOL or high > 1.0 + _SUPPORT_TOL:
-            where = "" if rows is None else f" in {format_rows(*rows)}"
-            raise ValueError(
-                "likelihood='bernoulli' needs every value of X in [0, 1], got values "
-                f"in [{low:.10g}, {high:.10g}]{where}. Scale the data first, e.g. "
-                "make_pipeline(MinMaxScaler(clip=True), VAETransformer(...)), or use "
-                "likelihood='gaussian' for real-valued data."
-            )
+        bad = likelihood.check_support(X)
+        if bad is None:
+            return
+        row, column, family = bad
+        names = getattr(self, "feature_names_in_", None)
+        name = names[column] if names is not None else f"x{column}"
+        start = 0 if rows is None else rows[0]
+        value = X[row, column]
+        where = "" if rows is None else f" (in {format_rows(*rows)})"
+        raise ValueError(
+            f"likelihood={family.name!r} needs {family.support} in column "
+            f"{name!r}, but row {start + row}{where} holds {value!r}. "
+            f"{family.support_hint}"
+        )
 
     def _support_check(self, block, start, stop):
         self._check_support(block, (start, stop))
@@ -720,7 +754,6 @@ default='gaussian'
             self.n_features_in_ if self.recon_weight == "auto" else self.recon_weight
         )
         return Objective(
-            likelihood=self.likelihood,
             recon_weight=float(recon_weight),
             beta=float(self.beta),
             kl_warmup=int(self.kl_warmup),
@@ -795,8 +828,7 @@ default='gaussian'
         check_is_fitted(self)
         if is_dask_array(X):
             return self._dask_map(X, "transform", self.n_features_in_, "X")
-        check_numeric_input(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = self._validate_rows(X)
         return self._map_rows_finite(
             _posterior_mean, X, "transform", self.n_components, "encoder"
         )
@@ -811,10 +843,15 @@ default='gaussian'
 
         Returns
         -------
-        X_original : ndarray of shape (n_samples, `n_features_in_`)
-            Mean of ``p(x | z)``: probabilities for 'bernoulli'. The dtype
-            follows the input (float32 or float64). A dask array in gives a
-            lazy dask array out.
+        X_original : ndarray or DataFrame of shape (n_samples, `n_features_in_`)
+            Mean of ``p(x | z)`` per column: probabilities for 'bernoulli',
+            the mean count for count families, the most probable level for
+            'categorical' (its code, in an array). The dtype follows the input
+            (float32 or float64). A model fitted on a DataFrame with
+            ``likelihood='auto'``, a list of pairs or non-numeric columns
+            returns a DataFrame with the columns, dtypes and categories of fit
+            (counts rounded to integers, bools thresholded at 0.5). A dask
+            array in gives a lazy dask array out.
         """
         check_is_fitted(self)
         if is_dask_array(X):
@@ -827,13 +864,10 @@ default='gaussian'
                 f"n_components={self.n_components}: pass latent codes such as "
                 "the output of transform."
             )
-        return self._map_rows_finite(
-            partial(_decoder_mean, self.likelihood),
-            Z,
-            "inverse_transform",
-            self.n_features_in_,
-            "decoder",
+        values = self._map_rows_finite(
+            _decoder_mean, Z, "inverse_transform", self.n_features_in_, "decoder"
         )
+        return self._as_table(values)
 
     def score_samples(self, X):
         """Evidence lower bound of each sample, in nats.
@@ -868,12 +902,11 @@ default='gaussian'
         check_is_fitted(self)
         if is_dask_array(X):
             return self._dask_map(X, "score_samples", self.n_features_in_, "X")
-        check_numeric_input(X)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X = self._validate_rows(X)
         self._check_support(X)
         eps = score_noise(self.n_components, torch_dtype(X.dtype), "cpu")
         return self._map_rows_finite(
-            partial(_row_elbo, self.likelihood, eps),
+            partial(_row_elbo, eps),
             X,
             "score_samples",
             1,
@@ -899,19 +932,27 @@ default='gaussian'
         return float(np.mean(self.score_samples(X)))
 
     def sample(self, n_samples=1, random_state=None):
-        """Decode draws from the prior ``N(0, I)``.
+        """Draw new rows from the model: ``z ~ N(0, I)``, then ``x ~ p(x | z)``.
+
+        Each column is drawn from its family (0/1 for 'bernoulli', a level
+        for 'categorical', integer counts, Gaussian noise of the learned or
+        unit scale around the decoder's mean). For the decoder's means of
+        prior draws instead, use ``inverse_transform`` of standard-normal
+        codes.
 
         Parameters
         ----------
         n_samples : int, default=1
             Number of samples.
         random_state : int, RandomState instance or None, default=None
-            Seeds the latent draws.
+            Seeds the latent draws and the observation noise.
 
         Returns
         -------
-        X : ndarray of shape (n_samples, `n_features_in_`)
-            Decoder means of the draws (probabilities for 'bernoulli').
+        X : ndarray or DataFrame of shape (n_samples, `n_features_in_`)
+            float64 draws; a DataFrame with the columns, dtypes and levels of
+            fit when ``inverse_transform`` returns one. Holds the draws and
+            one chunk of decoder outputs at a time.
         """
         check_is_fitted(self)
         if (
@@ -923,9 +964,32 @@ default='gaussian'
                 f"n_samples must be a positive integer, got {n_samples!r}."
             )
         rng = check_random_state(random_state)
-        return self.inverse_transform(
-            rng.standard_normal((n_samples, self.n_components))
+        Z = rng.standard_normal((n_samples, self.n_components))
+        likelihood = self.module_.likelihood
+        decoded = self._map_rows_finite(
+            _decoded, Z, "sample", likelihood.n_outputs, "decoder"
         )
+        values = np.empty((n_samples, self.n_features_in_))
+        chunk = chunk_rows(max(likelihood.n_outputs, 1))
+        with torch.no_grad():
+            for start, stop in block_ranges(decoded, chunk):
+                values[start:stop] = likelihood.sample(decoded[start:stop], rng)
+        return self._as_table(values)
+
+    def _validate_rows(self, X):
+        """``X`` read as the table of fit (if any), validated as at fit."""
+        X = _detached(X)
+        check_numeric_input(X)
+        if getattr(self, "_table", None) is not None:
+            X = table_to_internal(self._table, X)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def _as_table(self, values):
+        """Internal values as the DataFrame of fit, where fit saw a table."""
+        table = getattr(self, "_table", None)
+        if table is None or not table["frame"]:
+            return values
+        return to_frame(table, values)
 
     def _map_rows_finite(self, fn, X, what, *args, **kwargs):
         """``_map_rows``, but finite input never gives a silent NaN or infinity.
@@ -1078,6 +1142,8 @@ default='gaussian'
     def __setstate__(self, state):
         state = torch_state(state)
         state.setdefault("_optimizer", None)
+        if "module_" in state:
+            state.setdefault("_table", None)
         # A pickle from before a parameter existed (buffer_size) gets its
         # default: get_params, repr, clone and fit read every parameter.
         signature = inspect.signature(type(self).__init__)
@@ -1181,12 +1247,16 @@ def _posterior_mean(module, x, workspace=None):
     return encode(module, x, workspace)[0]
 
 
-def _decoder_mean(likelihood, module, z, workspace=None):
-    return decoder_mean(likelihood, decode(module, z, workspace))
+def _decoder_mean(module, z, workspace=None):
+    return module.likelihood.mean(decode(module, z, workspace))
 
 
-def _row_elbo(likelihood, eps, module, x, workspace=None):
-    return elbo_rows(module, likelihood, x, eps.to(x.device), workspace).unsqueeze(1)
+def _decoded(module, z, workspace=None):
+    return decode(module, z, workspace)
+
+
+def _row_elbo(eps, module, x, workspace=None):
+    return elbo_rows(module, x, eps.to(x.device), workspace).unsqueeze(1)
 
 
 def _posterior_kl(module, x):
@@ -1282,6 +1352,22 @@ def _clone_tensors(obj):
     if isinstance(obj, list | tuple):
         return type(obj)(_clone_tensors(value) for value in obj)
     return obj
+
+
+def _detached(X):
+    """A torch tensor as its values in numpy (detached, on the CPU)."""
+    if isinstance(X, torch.Tensor):
+        return X.detach().cpu().numpy()
+    return X
+
+
+def _likelihood_pairs(vae, table):
+    """``likelihoods_``: the family of every column, as ``likelihood=`` takes it."""
+    if table is not None:
+        return pairs(table)
+    names = getattr(vae, "feature_names_in_", None)
+    columns = list(names) if names is not None else list(range(vae.n_features_in_))
+    return [(vae.likelihood, columns)]
 
 
 def check_numeric_input(X, name="X"):

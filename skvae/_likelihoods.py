@@ -1,0 +1,868 @@
+"""Observation models: the one place where a family of ``p(x | z)`` lives.
+
+A family (:class:`Family` and its subclasses) models a block of columns: it
+declares how many decoder outputs and encoder inputs each column takes, the
+per-element negative log-likelihood in nats in the data's own units (with a
+mask of observed cells), the mean and a sampler, its support check, how its
+columns are encoded for the encoder, its learned parameters, and, where one
+exists, the closed-form gradient that the hand-written training step uses.
+:class:`TableLikelihood` puts the blocks of a table side by side; the
+network, the training step, inference and persistence only ever talk to it.
+Nothing outside this module branches on a family's name.
+
+The families see the *internal* values of a column (see :mod:`skvae._tables`):
+numbers as they are, counts as non-negative integers, bools as 0/1 and
+categories as the integer code of their level (0 .. k-1), all as floats.
+Pure torch, apart from the support checks and samplers, which take numpy.
+"""
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+# Floor of a learned log standard deviation: keeps the density bounded when a
+# column is reconstructed (almost) exactly.
+MIN_LOG_SCALE = math.log(1e-3)
+# Slack of the [0, 1] check of Bernoulli data (float32 resolution near 1).
+_SUPPORT_TOL = 1e-7
+# Bound of a count model's log mean: exp(30) ~ 1e13 counts, far beyond any
+# count a float32 table holds exactly, and finite in float32 arithmetic.
+_MAX_LOG_RATE = 30.0
+
+
+class UnknownFamilyError(ValueError):
+    """A likelihood name that no family answers to."""
+
+
+def family_names():
+    """The names :func:`get_family` knows, sorted."""
+    return sorted(FAMILIES)
+
+
+def get_family(name):
+    """The :class:`Family` subclass called ``name``; the one error otherwise."""
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        raise UnknownFamilyError(
+            f"Unknown likelihood {name!r}; expected one of {family_names()}, "
+            "'auto' (read from the data's dtypes) or a list of (family, columns) "
+            "pairs."
+        ) from None
+
+
+class Family(nn.Module):
+    """One observation family over a block of ``n_columns`` columns.
+
+    Subclasses set the class attributes and override what differs. The
+    defaults describe a one-output, one-input family whose encoder input is
+    the value itself.
+
+    Parameters
+    ----------
+    n_columns : int
+        Columns in the block.
+    n_levels : int or None
+        Levels of a categorical block (the same for every column: one block
+        per categorical column).
+    standardize : bool
+        Whether real-valued columns are standardised with statistics of the
+        training data (:meth:`fit_statistics`) on the way into the encoder and
+        out of the decoder. The likelihood stays in the data's own units.
+    """
+
+    name = None
+    # Whether nll_and_grad has a closed form (the fast training step uses it).
+    closed_form = False
+    # Whether the family's mean is read as a level (categorical) or a number.
+    discrete = False
+    integer = False
+
+    def __init__(self, n_columns, n_levels=None, standardize=False):
+        super().__init__()
+        self.n_columns = int(n_columns)
+        self.n_levels = n_levels
+        self.standardize = bool(standardize)
+
+    # -- layout
+    @property
+    def outputs_per_column(self):
+        return 1
+
+    @property
+    def inputs_per_column(self):
+        return 1
+
+    @property
+    def n_outputs(self):
+        return self.n_columns * self.outputs_per_column
+
+    @property
+    def n_inputs(self):
+        return self.n_columns * self.inputs_per_column
+
+    def config(self):
+        """What rebuilds this family (without its statistics and weights)."""
+        return {
+            "family": self.name,
+            "n_columns": self.n_columns,
+            "n_levels": self.n_levels,
+            "standardize": self.standardize,
+        }
+
+    def fit_statistics(self, x):
+        """Set the fixed statistics of the encoding from training values ``x``."""
+
+    def initial_output_bias(self):
+        """What the decoder's last bias should start at for this block, or None."""
+        return None
+
+    def encode(self, x):
+        """Encoder input of the block's values ``x`` (n, n_columns)."""
+        return x
+
+    @property
+    def identity_encoding(self):
+        """Whether :meth:`encode` returns its input unchanged."""
+        return type(self).encode is Family.encode
+
+    def row_nll_(self, decoded, x):
+        """``nll(decoded, x).sum(dim=-1)``; may overwrite ``decoded``.
+
+        ``decoded`` of shape ``(..., n, n_outputs)`` and ``x`` of shape
+        ``(n, n_columns)`` broadcast. Families override it with an in-place
+        form that allocates nothing of the size of ``decoded``.
+        """
+        target = x.expand(*decoded.shape[:-1], x.shape[-1])
+        return self.nll(decoded, target).sum(dim=-1)
+
+    # -- the likelihood
+    def nll(self, decoded, x, mask=None):
+        """Per-element ``-log p(x | decoded)`` in nats, shape ``x.shape``.
+
+        ``mask`` (bool, the shape of ``x``, True where observed): the
+        negative log-likelihood of unobserved cells is zero, whatever their
+        value (NaN included).
+        """
+        raise NotImplementedError
+
+    def nll_and_grad(self, decoded, x, weight):
+        """``nll(decoded, x).sum()``, and ``weight`` times its gradient.
+
+        Returns ``(total, grad_decoded, {parameter: gradient})``; overwrites
+        nothing the caller still needs. Only for ``closed_form`` families.
+        """
+        raise NotImplementedError
+
+    def mean(self, decoded):
+        """Mean of ``p(x | z)`` per column, in the data's units (n, n_columns)."""
+        raise NotImplementedError
+
+    def mean_features(self, decoded):
+        """The decoder mean as the analysis functions read it (numbers)."""
+        return self.mean(decoded)
+
+    def sample(self, decoded, rng):
+        """Draws of ``x ~ p(x | z)``: ``decoded`` a float64 numpy array."""
+        raise NotImplementedError
+
+    def check_support(self, x):
+        """Row and column (within the block) of the first value out of support.
+
+        ``x`` is a numpy block; returns None when every value is in support.
+        """
+        return None
+
+    support = "real numbers"
+    support_hint = ""
+
+    # -- helpers of the standardised families
+    def _apply_mask(self, nll, mask):
+        if mask is None:
+            return nll
+        return torch.where(mask, nll, torch.zeros((), dtype=nll.dtype))
+
+
+def _first_bad(bad):
+    """(row, column) of the first True of a 2-D boolean array, or None."""
+    if not bad.any():
+        return None
+    row, column = np.argwhere(bad)[0]
+    return int(row), int(column)
+
+
+class _Located(Family):
+    """Gaussian families: the decoder gives the mean, possibly standardised."""
+
+    learns_scale = False
+
+    def __init__(self, n_columns, n_levels=None, standardize=False):
+        super().__init__(n_columns, n_levels, standardize)
+        if self.standardize:
+            self.register_buffer("loc", torch.zeros(n_columns))
+            self.register_buffer("spread", torch.ones(n_columns))
+        if self.learns_scale:
+            self.log_scale = nn.Parameter(torch.zeros(n_columns))
+
+    @property
+    def identity_encoding(self):
+        return not self.standardize
+
+    def _transform(self, x):
+        """Values on the scale the decoder predicts (log for lognormal)."""
+        return x
+
+    def row_nll_(self, decoded, x):
+        if self.standardize:
+            return super().row_nll_(decoded, x)
+        n_features = decoded.shape[-1]
+        squared = decoded.sub_(x).square_()
+        log_sigma = self._log_sigma(decoded.dtype)
+        if log_sigma is not None:
+            weighted = torch.matmul(squared, torch.exp(-2.0 * log_sigma))
+            return weighted.mul_(0.5).add_(
+                log_sigma.sum() + n_features * _HALF_LOG_2PI
+            )
+        return squared.sum(dim=-1).mul_(0.5).add_(n_features * _HALF_LOG_2PI)
+
+    def _log_jacobian(self, x):
+        """``log |d transformed / d x|`` per element, or None when zero."""
+        return None
+
+    def fit_statistics(self, x):
+        if not self.standardize:
+            return
+        values = self._transform(torch.as_tensor(x, dtype=torch.float64))
+        loc = torch.nanmean(values, dim=0)
+        spread = torch.sqrt(torch.nanmean(torch.square(values - loc), dim=0))
+        spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+        loc = torch.where(torch.isfinite(loc), loc, torch.zeros_like(loc))
+        self.loc.copy_(loc)
+        self.spread.copy_(spread)
+
+    def encode(self, x):
+        if not self.standardize:
+            return x
+        return (self._transform(x) - self.loc.to(x.dtype)) / self.spread.to(x.dtype)
+
+    def _standard(self, x):
+        """``x`` in the units of the decoder's output, and the log-Jacobian."""
+        if not self.standardize:
+            return x, None
+        return self.encode(x), torch.log(self.spread.to(x.dtype))
+
+    def _log_sigma(self, dtype):
+        if not self.learns_scale:
+            return None
+        return torch.clamp(self.log_scale.to(dtype), min=MIN_LOG_SCALE)
+
+    def nll(self, decoded, x, mask=None):
+        target, log_spread = self._standard(x)
+        squared = torch.square(target - decoded)
+        log_sigma = self._log_sigma(decoded.dtype)
+        if log_sigma is None:
+            out = 0.5 * squared + _HALF_LOG_2PI
+        else:
+            out = 0.5 * squared * torch.exp(-2.0 * log_sigma) + log_sigma
+            out = out + _HALF_LOG_2PI
+        if log_spread is not None:
+            out = out + log_spread
+        jacobian = self._log_jacobian(x)
+        if jacobian is not None:
+            out = out + jacobian
+        return self._apply_mask(out, mask)
+
+    closed_form = True
+
+    def nll_and_grad(self, decoded, x, weight):
+        target, log_spread = self._standard(x)
+        diff = decoded - target
+        n_rows = diff.shape[0]
+        constant = diff.numel() * _HALF_LOG_2PI
+        if log_spread is not None:
+            constant = constant + n_rows * log_spread.sum()
+        jacobian = self._log_jacobian(x)
+        if jacobian is not None:
+            constant = constant + jacobian.sum()
+        if not self.learns_scale:
+            flat = diff.reshape(-1)
+            total = 0.5 * torch.dot(flat, flat) + constant
+            return total, diff.mul_(weight), {}
+        clamped = self._log_sigma(decoded.dtype)
+        precision = torch.exp(-2.0 * clamped)
+        weighted = torch.square(diff).sum(dim=0) * precision
+        total = 0.5 * weighted.sum() + n_rows * clamped.sum() + constant
+        grad_log_scale = (n_rows - weighted).mul_(weight)
+        # Below its floor the clamped log-scale is constant: no gradient.
+        grad_log_scale.masked_fill_(self.log_scale < MIN_LOG_SCALE, 0.0)
+        return total, diff.mul_(precision * weight), {self.log_scale: grad_log_scale}
+
+    def _location(self, decoded):
+        if not self.standardize:
+            return decoded
+        return self.loc.to(decoded.dtype) + self.spread.to(decoded.dtype) * decoded
+
+    def mean(self, decoded):
+        return self._location(decoded)
+
+    def _sigma_numpy(self):
+        """Standard deviation of the noise on the decoder's scale (numpy)."""
+        sigma = np.ones(self.n_columns)
+        if self.learns_scale:
+            sigma = np.exp(np.maximum(self.log_scale.detach().cpu().double().numpy(),
+                                      MIN_LOG_SCALE))
+        if self.standardize:
+            sigma = sigma * self.spread.cpu().double().numpy()
+        return sigma
+
+    def sample(self, decoded, rng):
+        location = self._location(torch.as_tensor(decoded)).numpy()
+        return location + self._sigma_numpy() * rng.standard_normal(location.shape)
+
+
+class Gaussian(_Located):
+    """Unit-variance Gaussian: squared error, for standardised data."""
+
+    name = "gaussian"
+
+
+class CalibratedGaussian(_Located):
+    """Gaussian with one learned standard deviation per column (Rybkin et al.)."""
+
+    name = "calibrated_gaussian"
+    learns_scale = True
+
+
+class LogNormal(_Located):
+    """``log x`` Gaussian with a learned scale: positive, heavy-tailed values.
+
+    The encoder sees ``log x`` standardised; the density carries the
+    Jacobian ``-log x``, so the likelihood is of ``x`` itself, in nats.
+    """
+
+    name = "lognormal"
+    learns_scale = True
+    support = "positive numbers"
+    support_hint = (
+        "Use likelihood='calibrated_gaussian' for a column with zeros or "
+        "negative values."
+    )
+
+    def __init__(self, n_columns, n_levels=None, standardize=True):
+        # The log scale is standardised whatever the spec says: log-values are
+        # never on the scale of a network's initial outputs by chance.
+        super().__init__(n_columns, n_levels, True)
+
+    def _transform(self, x):
+        return torch.log(x)
+
+    def _log_jacobian(self, x):
+        return torch.log(x)
+
+    def mean(self, decoded):
+        log_location = self._location(decoded)
+        sigma = torch.exp(self._log_sigma(decoded.dtype)) * self.spread.to(
+            decoded.dtype
+        )
+        return torch.exp(log_location + 0.5 * torch.square(sigma))
+
+    def sample(self, decoded, rng):
+        log_values = super().sample(decoded, rng)
+        with np.errstate(over="ignore"):
+            return np.exp(log_values)
+
+    def check_support(self, x):
+        return _first_bad(~(x > 0))
+
+
+class Bernoulli(Family):
+    """Bernoulli with logits: binary cross-entropy, for data in [0, 1]."""
+
+    name = "bernoulli"
+    closed_form = True
+    support = "values in [0, 1]"
+    support_hint = (
+        "Scale the data first, e.g. make_pipeline(MinMaxScaler(clip=True), "
+        "VAETransformer(...)), or use likelihood='gaussian' for real-valued data."
+    )
+
+    def nll(self, decoded, x, mask=None):
+        out = F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
+        return self._apply_mask(out, mask)
+
+    def nll_and_grad(self, decoded, x, weight):
+        total = F.binary_cross_entropy_with_logits(decoded, x, reduction="sum")
+        return total, torch.sigmoid(decoded).sub_(x).mul_(weight), {}
+
+    def row_nll_(self, decoded, x):
+        # softplus(d) - d * x, with softplus(d) = relu(d) + log1p(exp(-|d|)).
+        dx = torch.einsum("...nf,nf->...n", decoded, x)
+        log_term = torch.abs(decoded).neg_().exp_().log1p_().sum(dim=-1)
+        return decoded.relu_().sum(dim=-1).add_(log_term).sub_(dx)
+
+    def mean(self, decoded):
+        return torch.sigmoid(decoded)
+
+    def sample(self, decoded, rng):
+        probability = 1.0 / (1.0 + np.exp(-decoded))
+        return (rng.uniform(size=decoded.shape) < probability).astype(np.float64)
+
+    def check_support(self, x):
+        return _first_bad(~((x >= -_SUPPORT_TOL) & (x <= 1.0 + _SUPPORT_TOL)))
+
+
+class Categorical(Family):
+    """Softmax over the levels seen in fit; one column, ``n_levels`` logits.
+
+    The encoder sees the level one-hot; the internal value is the level's
+    code. The mean is the most probable level (what ``inverse_transform``
+    returns); :meth:`mean_features` gives the probability of every level.
+    """
+
+    name = "categorical"
+    closed_form = True
+    discrete = True
+    support = "codes of levels seen in fit"
+    support_hint = "Pass the column as a category or string column."
+
+    def __init__(self, n_columns=1, n_levels=2, standardize=False):
+        if n_columns != 1:
+            raise ValueError("a categorical block holds one column")
+        super().__init__(1, int(n_levels), standardize)
+
+    @property
+    def outputs_per_column(self):
+        return self.n_levels
+
+    @property
+    def inputs_per_column(self):
+        return self.n_levels
+
+    def encode(self, x):
+        codes = torch.nan_to_num(x[:, 0], nan=-1.0).long()
+        out = torch.zeros(x.shape[0], self.n_levels, dtype=x.dtype, device=x.device)
+        observed = codes >= 0
+        out[observed] = F.one_hot(codes[observed], self.n_levels).to(x.dtype)
+        return out
+
+    def _codes(self, x):
+        return torch.nan_to_num(x[..., 0], nan=0.0).long().clamp_(0, self.n_levels - 1)
+
+    def nll(self, decoded, x, mask=None):
+        log_norm = torch.logsumexp(decoded, dim=-1)
+        chosen = torch.gather(decoded, -1, self._codes(x).unsqueeze(-1))[..., 0]
+        out = (log_norm - chosen).unsqueeze(-1)
+        return self._apply_mask(out, mask)
+
+    def nll_and_grad(self, decoded, x, weight):
+        codes = self._codes(x)
+        log_probability = torch.log_softmax(decoded, dim=-1)
+        total = -torch.gather(log_probability, -1, codes.unsqueeze(-1)).sum()
+        grad = log_probability.exp_()
+        grad[torch.arange(grad.shape[0], device=grad.device), codes] -= 1.0
+        return total, grad.mul_(weight), {}
+
+    def mean(self, decoded):
+        return torch.argmax(decoded, dim=-1, keepdim=True).to(decoded.dtype)
+
+    def mean_features(self, decoded):
+        return torch.softmax(decoded, dim=-1)
+
+    def sample(self, decoded, rng):
+        shifted = decoded - decoded.max(axis=-1, keepdims=True)
+        probability = np.exp(shifted)
+        probability /= probability.sum(axis=-1, keepdims=True)
+        cumulative = np.cumsum(probability, axis=-1)
+        u = rng.uniform(size=(decoded.shape[0], 1))
+        codes = np.minimum((u > cumulative).sum(axis=-1), self.n_levels - 1)
+        return codes.astype(np.float64)[:, None]
+
+    def check_support(self, x):
+        return _first_bad(
+            ~((x >= 0) & (x < self.n_levels) & (np.floor(x) == x))
+        )
+
+
+class _Count(Family):
+    """Count families: log link, ``log1p`` of the counts standardised in."""
+
+    closed_form = True
+    integer = True
+    support = "non-negative integers"
+    support_hint = (
+        "Count families take whole numbers of at least 0; use "
+        "likelihood='calibrated_gaussian' for other numbers."
+    )
+
+    def __init__(self, n_columns, n_levels=None, standardize=True):
+        super().__init__(n_columns, n_levels, standardize)
+        self.register_buffer("loc", torch.zeros(n_columns))
+        self.register_buffer("spread", torch.ones(n_columns))
+        # The decoder predicts log(mean) - log_offset: starts near the data.
+        self.register_buffer("log_offset", torch.zeros(n_columns))
+
+    def fit_statistics(self, x):
+        values = torch.as_tensor(x, dtype=torch.float64)
+        logged = torch.log1p(values)
+        loc = torch.nanmean(logged, dim=0)
+        spread = torch.sqrt(torch.nanmean(torch.square(logged - loc), dim=0))
+        self.loc.copy_(torch.nan_to_num(loc))
+        self.spread.copy_(torch.where(spread > 0, spread, torch.ones_like(spread)))
+        mean = torch.nan_to_num(torch.nanmean(values, dim=0), nan=1.0)
+        self.log_offset.copy_(torch.log(mean.clamp(min=1e-3)))
+
+    def encode(self, x):
+        loc, spread = self.loc.to(x.dtype), self.spread.to(x.dtype)
+        return (torch.log1p(x) - loc) / spread
+
+    def _log_rate(self, decoded):
+        eta = decoded + self.log_offset.to(decoded.dtype)
+        return torch.clamp(eta, max=_MAX_LOG_RATE)
+
+    def mean(self, decoded):
+        return torch.exp(self._log_rate(decoded))
+
+    def check_support(self, x):
+        return _first_bad(~((x >= 0) & (np.floor(x) == x)))
+
+
+class Poisson(_Count):
+    """Poisson counts with a log link."""
+
+    name = "poisson"
+
+    def nll(self, decoded, x, mask=None):
+        eta = self._log_rate(decoded)
+        x_obs = torch.nan_to_num(x)
+        out = torch.exp(eta) - x_obs * eta + torch.lgamma(x_obs + 1.0)
+        return self._apply_mask(out, mask)
+
+    def nll_and_grad(self, decoded, x, weight):
+        eta = self._log_rate(decoded)
+        rate = torch.exp(eta)
+        total = (rate - x * eta + torch.lgamma(x + 1.0)).sum()
+        grad = (rate - x).mul_(weight)
+        grad.masked_fill_(decoded + self.log_offset.to(decoded.dtype) > _MAX_LOG_RATE,
+                          0.0)
+        return total, grad, {}
+
+    def sample(self, decoded, rng):
+        rate = self.mean(torch.as_tensor(decoded)).numpy()
+        return rng.poisson(rate).astype(np.float64)
+
+
+class NegativeBinomial(_Count):
+    """Negative binomial in the (mean, inverse dispersion) form of scvi-tools.
+
+    ``mu = exp(decoded + offset)``, ``theta = exp(log_theta)`` learned per
+    column; variance ``mu + mu**2 / theta``. The log-pmf is written with
+    ``lgamma`` and ``logaddexp`` (``log(theta + mu)`` from the logs), stable
+    at large counts.
+    """
+
+    name = "negative_binomial"
+
+    def __init__(self, n_columns, n_levels=None, standardize=True):
+        super().__init__(n_columns, n_levels, standardize)
+        self.log_theta = nn.Parameter(torch.zeros(n_columns))
+
+    def fit_statistics(self, x):
+        super().fit_statistics(x)
+        values = torch.as_tensor(x, dtype=torch.float64)
+        mean = torch.nan_to_num(torch.nanmean(values, dim=0), nan=1.0)
+        var = torch.nan_to_num(
+            torch.nanmean(torch.square(values - mean), dim=0), nan=1.0
+        )
+        # Method of moments where the counts are overdispersed, else near-Poisson.
+        excess = var - mean
+        theta = torch.where(
+            excess > 1e-8,
+            torch.square(mean) / excess.clamp(min=1e-8),
+            torch.full_like(mean, 1e3),
+        )
+        with torch.no_grad():
+            self.log_theta.copy_(torch.log(theta.clamp(1e-3, 1e3)))
+
+    def _terms(self, decoded, x):
+        eta = self._log_rate(decoded)
+        log_theta = self.log_theta.to(decoded.dtype)
+        theta = torch.exp(log_theta)
+        log_sum = torch.logaddexp(log_theta, eta)
+        loglik = (
+            theta * (log_theta - log_sum)
+            + x * (eta - log_sum)
+            + torch.lgamma(x + theta)
+            - torch.lgamma(theta)
+            - torch.lgamma(x + 1.0)
+        )
+        return eta, log_theta, theta, log_sum, -loglik
+
+    def nll(self, decoded, x, mask=None):
+        out = self._terms(decoded, torch.nan_to_num(x))[-1]
+        return self._apply_mask(out, mask)
+
+    def nll_and_grad(self, decoded, x, weight):
+        eta, log_theta, theta, log_sum, nll = self._terms(decoded, x)
+        p = torch.exp(eta - log_sum)  # mu / (theta + mu)
+        grad = ((theta + x) * p - x).mul_(weight)
+        grad.masked_fill_(decoded + self.log_offset.to(decoded.dtype) > _MAX_LOG_RATE,
+                          0.0)
+        d_loglik = (
+            theta * (log_theta - log_sum)
+            + theta * p
+            - x * (1.0 - p)
+            + theta * (torch.digamma(x + theta) - torch.digamma(theta))
+        )
+        grad_log_theta = d_loglik.sum(dim=0).mul_(-weight)
+        return nll.sum(), grad, {self.log_theta: grad_log_theta}
+
+    def sample(self, decoded, rng):
+        mu = self.mean(torch.as_tensor(decoded)).numpy()
+        theta = np.exp(self.log_theta.detach().cpu().double().numpy())
+        theta = np.broadcast_to(theta, mu.shape)
+        rate = rng.gamma(theta, mu / theta)
+        return rng.poisson(rate).astype(np.float64)
+
+
+FAMILIES = {
+    family.name: family
+    for family in (
+        Gaussian,
+        CalibratedGaussian,
+        Bernoulli,
+        Categorical,
+        Poisson,
+        NegativeBinomial,
+        LogNormal,
+    )
+}
+
+
+class TableLikelihood(nn.Module):
+    """The families of a table's column blocks, side by side.
+
+    Parameters
+    ----------
+    blocks : list of (Family, column indices)
+        Every column of the table in exactly one block.
+    n_columns : int
+        Columns of the table.
+
+    Decoder outputs and encoder inputs are laid out block after block; the
+    negative log-likelihood, the mean and the samples come back in the
+    table's own column order.
+    """
+
+    def __init__(self, blocks, n_columns):
+        super().__init__()
+        self.families = nn.ModuleList(family for family, _ in blocks)
+        self.columns = [list(map(int, columns)) for _, columns in blocks]
+        self.n_columns = int(n_columns)
+        self.n_outputs = sum(f.n_outputs for f in self.families)
+        self.n_inputs = sum(f.n_inputs for f in self.families)
+        covered = sorted(c for columns in self.columns for c in columns)
+        if covered != list(range(self.n_columns)):
+            raise ValueError("every column must be in exactly one block")
+        # One family over every column in order: its functions apply to the
+        # whole decoded tensor and the encoder sees the values as they are.
+        self._single = len(self.families) == 1 and self.columns[0] == list(
+            range(self.n_columns)
+        )
+        self._order = torch.tensor([c for cols in self.columns for c in cols])
+        self._inverse = torch.argsort(self._order)
+        out_slices, in_slices = [], []
+        start_out = start_in = 0
+        for family in self.families:
+            out_slices.append(slice(start_out, start_out + family.n_outputs))
+            in_slices.append(slice(start_in, start_in + family.n_inputs))
+            start_out += family.n_outputs
+            start_in += family.n_inputs
+        self._out_slices, self._in_slices = out_slices, in_slices
+
+    # -- description
+    def config(self):
+        return {
+            "n_columns": self.n_columns,
+            "blocks": [
+                {**family.config(), "columns": list(columns)}
+                for family, columns in zip(self.families, self.columns, strict=True)
+            ],
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        blocks = []
+        for block in config["blocks"]:
+            family = get_family(block["family"])
+            blocks.append(
+                (
+                    family(
+                        len(block["columns"]),
+                        n_levels=block["n_levels"],
+                        standardize=block["standardize"],
+                    ),
+                    block["columns"],
+                )
+            )
+        return cls(blocks, config["n_columns"])
+
+    @property
+    def closed_form(self):
+        """Whether every family has a closed-form gradient."""
+        return all(family.closed_form for family in self.families)
+
+    @property
+    def is_identity_encoding(self):
+        """Whether the encoder sees the table's values as they are."""
+        return self._single and self.families[0].identity_encoding
+
+    def fit_statistics(self, x):
+        """Set every family's encoding statistics from training values ``x``."""
+        for family, columns in zip(self.families, self.columns, strict=True):
+            family.fit_statistics(np.asarray(x)[:, columns])
+
+    def initialise_output_bias(self, bias):
+        """Start the decoder's last bias at each family's suggestion."""
+        with torch.no_grad():
+            for family, out in zip(self.families, self._out_slices, strict=True):
+                start = family.initial_output_bias()
+                if start is not None:
+                    bias[out].copy_(start)
+
+    def _blocks(self, x):
+        for family, columns in zip(self.families, self.columns, strict=True):
+            if self._single:
+                yield family, x
+            else:
+                yield family, x[..., columns]
+
+    # -- encoder side
+    def encode(self, x):
+        """Encoder input (n, n_inputs) of the internal values ``x``."""
+        if self.is_identity_encoding:
+            return x
+        return torch.cat([family.encode(v) for family, v in self._blocks(x)], dim=-1)
+
+    # -- the likelihood
+    def _gather(self, parts):
+        """Blocks' per-column results back into the table's column order."""
+        if self._single:
+            return parts[0]
+        out = torch.cat(parts, dim=-1)
+        return out.index_select(-1, self._inverse.to(out.device))
+
+    def nll(self, decoded, x, mask=None):
+        """Per-element NLL, (..., n, n_columns), in the table's column order."""
+        if self._single:
+            return self.families[0].nll(decoded, x, mask)
+        parts = []
+        for family, out, columns in zip(
+            self.families, self._out_slices, self.columns, strict=True
+        ):
+            block_mask = None if mask is None else mask[..., columns]
+            parts.append(family.nll(decoded[..., out], x[..., columns], block_mask))
+        return self._gather(parts)
+
+    def row_nll_(self, decoded, x):
+        """Per-row NLL of ``decoded`` (..., n, n_outputs) against ``x`` (n, c).
+
+        May overwrite ``decoded``; for a single family, its in-place form.
+        """
+        if self._single:
+            return self.families[0].row_nll_(decoded, x)
+        target = x.expand(*decoded.shape[:-1], x.shape[-1])
+        return self.nll(decoded, target).sum(dim=-1)
+
+    def nll_and_grad(self, decoded, x, weight):
+        """Summed NLL, ``weight`` times its gradient, and parameter gradients."""
+        if self._single:
+            return self.families[0].nll_and_grad(decoded, x, weight)
+        total = 0.0
+        grads = []
+        parameter_grads = {}
+        for family, out, columns in zip(
+            self.families, self._out_slices, self.columns, strict=True
+        ):
+            part, grad, params = family.nll_and_grad(
+                decoded[:, out], x[:, columns], weight
+            )
+            total = total + part
+            grads.append(grad)
+            parameter_grads.update(params)
+        return total, torch.cat(grads, dim=-1), parameter_grads
+
+    def mean(self, decoded):
+        """Mean (the level, for categories) per column, internal units."""
+        if self._single:
+            return self.families[0].mean(decoded)
+        parts = [
+            family.mean(decoded[..., out])
+            for family, out in zip(self.families, self._out_slices, strict=True)
+        ]
+        return self._gather(parts)
+
+    def mean_features(self, decoded):
+        """The mean as numbers, one per analysis feature (levels' probabilities)."""
+        if self._single:
+            return self.families[0].mean_features(decoded)
+        return torch.cat(
+            [
+                family.mean_features(decoded[..., out])
+                for family, out in zip(self.families, self._out_slices, strict=True)
+            ],
+            dim=-1,
+        )
+
+    def feature_columns(self):
+        """For each analysis feature, ``(column, level or None)``."""
+        if self._single and not self.families[0].discrete:
+            return [(c, None) for c in range(self.n_columns)]
+        out = []
+        for family, columns in zip(self.families, self.columns, strict=True):
+            if family.discrete:
+                out.extend((columns[0], level) for level in range(family.n_levels))
+            else:
+                out.extend((c, None) for c in columns)
+        return out
+
+    def sample(self, decoded, rng):
+        """Draws from ``p(x | z)`` in the table's column order (numpy float64)."""
+        decoded = np.asarray(decoded, dtype=np.float64)
+        out = np.empty((decoded.shape[0], self.n_columns))
+        for family, out_slice, columns in zip(
+            self.families, self._out_slices, self.columns, strict=True
+        ):
+            out[:, columns] = family.sample(decoded[:, out_slice], rng)
+        return out
+
+    def check_support(self, x):
+        """``(row, column, family)`` of the first value out of its support."""
+        x = np.asarray(x)
+        first = None
+        for family, columns in zip(self.families, self.columns, strict=True):
+            block = x if self._single else x[:, columns]
+            bad = family.check_support(block)
+            if bad is not None and (first is None or bad[0] < first[0]):
+                first = (bad[0], columns[bad[1]], family)
+        return first
+
+    def integer_columns(self):
+        return [c for f, cols in zip(self.families, self.columns, strict=True)
+                if f.integer for c in cols]
+
+
+def single_family(name, n_columns, standardize=False):
+    """The :class:`TableLikelihood` of one family over ``n_columns`` columns."""
+    family = get_family(name)
+    if family is Categorical:
+        raise ValueError(
+            "likelihood='categorical' needs the levels of each column: pass a "
+            "DataFrame with category (or string) columns, or use 'auto'."
+        )
+    return TableLikelihood(
+        [(family(n_columns, standardize=standardize), range(n_columns))], n_columns
+    )
