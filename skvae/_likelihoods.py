@@ -261,6 +261,9 @@ class _Located(Family):
         return torch.clamp(self.log_scale.to(dtype), min=MIN_LOG_SCALE)
 
     def nll(self, decoded, x, mask=None):
+        if mask is not None:
+            # A missing cell's value must not reach the gradient as NaN.
+            x = torch.where(mask, x, torch.ones((), dtype=x.dtype))
         target, log_spread = self._standard(x)
         squared = torch.square(target - decoded)
         log_sigma = self._log_sigma(decoded.dtype)
@@ -295,8 +298,8 @@ class _Located(Family):
         clamped = self._log_sigma(decoded.dtype)
         precision = torch.exp(-2.0 * clamped)
         weighted = torch.square(diff).sum(dim=0) * precision
-        total = 0.5 * weighted.sum() + n_rows * clamped.sum() + constant
-        grad_log_scale = (n_rows - weighted).mul_(weight)
+        total = (0.5 * weighted.sum() + n_rows * clamped.sum() + constant).detach()
+        grad_log_scale = (n_rows - weighted).detach().mul_(weight)
         # Below its floor the clamped log-scale is constant: no gradient.
         grad_log_scale.masked_fill_(self.log_scale < MIN_LOG_SCALE, 0.0)
         return total, diff.mul_(precision * weight), {self.log_scale: grad_log_scale}
@@ -391,6 +394,8 @@ class Bernoulli(Family):
     )
 
     def nll(self, decoded, x, mask=None):
+        if mask is not None:
+            x = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
         out = F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
         return self._apply_mask(out, mask)
 
@@ -709,6 +714,13 @@ class TableLikelihood(nn.Module):
                 )
             )
         return cls(blocks, config["n_columns"])
+
+    @property
+    def log_scale(self):
+        """The one family's learned log standard deviation, or None."""
+        if not self._single:
+            return None
+        return getattr(self.families[0], "log_scale", None)
 
     @property
     def closed_form(self):

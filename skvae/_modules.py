@@ -109,6 +109,16 @@ class VAEModule(nn.Module):
         mean, logvar = self.encoder(self.likelihood.encode(x)).chunk(2, dim=-1)
         return mean, logvar
 
+    @property
+    def log_scale(self):
+        """The learned log standard deviation per column, or None.
+
+        The parameter of a model whose one family learns a scale
+        (``calibrated_gaussian``, ``lognormal``); None otherwise (no learned
+        scale, or several families: see ``likelihood``'s parameters).
+        """
+        return self.likelihood.log_scale
+
     def decode(self, z):
         """The likelihood's parameters (means, logits, log-rates) for codes ``z``."""
         return self.decoder(z)

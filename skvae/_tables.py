@@ -217,6 +217,8 @@ def _plain(value):
 
 
 def read_spec(likelihood, X):
+    import pandas as pd
+
     """The table spec of ``X`` under the ``likelihood`` parameter (at fit).
 
     Returns a dict: ``columns`` (names), ``families``, ``kinds``, ``levels``
@@ -259,6 +261,7 @@ def read_spec(likelihood, X):
             )
     levels = [None] * n
     ordered = [False] * n
+    categories = [None] * n
     for i in range(n):
         column = frame.iloc[:, i]
         if families[i] == "auto":
@@ -274,12 +277,17 @@ def read_spec(likelihood, X):
                     "no observed level."
                 )
             ordered[i] = bool(getattr(column.dtype, "ordered", False))
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                # The dtype's own categories, unused ones included, come back
+                # out; the model's levels are those seen.
+                categories[i] = [_plain(v) for v in column.cat.categories]
     return {
         "columns": [_plain(c) for c in frame.columns],
         "families": families,
         "kinds": kinds,
         "levels": levels,
         "ordered": ordered,
+        "categories": categories,
         "dtypes": [str(dtype) for dtype in frame.dtypes],
         "standardize": not isinstance(likelihood, str) or likelihood == "auto",
         "frame": is_frame(X),
@@ -306,7 +314,10 @@ def to_internal(spec, X):
             out[:, i] = _numeric(frame, i, family)
             continue
         column = frame.iloc[:, i]
-        codes = pd.Categorical(column, categories=levels).codes
+        lookup = {level: code for code, level in enumerate(levels)}
+        codes = np.asarray(
+            [lookup.get(value, -1) for value in column.astype(object)], dtype=np.int64
+        )
         unknown = np.flatnonzero((codes < 0) & ~column.isna().to_numpy())
         if unknown.size:
             row = int(unknown[0])
@@ -373,15 +384,17 @@ def to_frame(spec, values, index=None):
         if levels is not None:
             codes = np.clip(np.rint(np.nan_to_num(values_i)), 0, len(levels) - 1)
             chosen = np.asarray(levels, dtype=object)[codes.astype(int)]
-            if kind == "category":
-                series = pd.Categorical(
-                    chosen, categories=levels, ordered=spec["ordered"][i]
+            categories = spec.get("categories", [None] * len(spec["columns"]))[i]
+            if dtype == "category":
+                data[column] = pd.Categorical(
+                    chosen,
+                    categories=levels if categories is None else categories,
+                    ordered=spec["ordered"][i],
                 )
-                if dtype != "category":
-                    series = pd.Series(chosen).astype(dtype).array
-                data[column] = series
+            elif dtype == "object":
+                data[column] = pd.Series(chosen, dtype=object)
             else:
-                data[column] = pd.Series(chosen).astype(dtype).array
+                data[column] = pd.Series(chosen, dtype=object).astype(dtype).array
         elif kind == "bool":
             data[column] = pd.Series(np.rint(values_i) > 0).astype(dtype).array
         elif kind == "int":

@@ -123,7 +123,8 @@ def make_train_step(module, optimizer, objective):
     A plain :class:`~skvae._modules.VAEModule` whose likelihood has a closed-form
     gradient for every family (see :meth:`HandBackprop.supports`) gets
     :class:`HandBackprop`; anything else (a subclass, hooks, frozen
-    parameters, a family without one) gets the autograd :func:`train_step`. Both map ``(x, eps, kl_weight)`` to the detached sums
+    parameters, a family without one) gets the autograd :func:`train_step`.
+    Both map ``(x, eps, kl_weight)`` to the detached sums
     ``[sum of recon_mean, sum of kl]`` over the batch.
     """
     if HandBackprop.supports(module):

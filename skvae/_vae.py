@@ -48,7 +48,7 @@ from ._inference import (
     inference_view,
 )
 from ._interrupt import deferred_interrupts, prime_lazy_imports
-from ._likelihoods import family_names, single_family
+from ._likelihoods import single_family
 from ._losses import kl_divergence
 from ._modules import ACTIVATIONS, VAEModule, widest_layer
 from ._persistence import plain_state, torch_state
@@ -521,7 +521,7 @@ default='gaussian'
         # then says how to fix it, instead of loading the whole array.)
         streamed = is_out_of_core(X) and X.ndim >= 1
         streamed = streamed and not X.shape[0] <= self.buffer_size
-        table = None if first_pass else self._table
+        table = None if first_pass else getattr(self, "_table", None)
         if streamed:
             if (first_pass and needs_table(self.likelihood, X)) or table is not None:
                 raise ValueError(
@@ -738,11 +738,11 @@ default='gaussian'
         names = getattr(self, "feature_names_in_", None)
         name = names[column] if names is not None else f"x{column}"
         start = 0 if rows is None else rows[0]
-        value = X[row, column]
+        value = f"{float(X[row, column]):.10g}"
         where = "" if rows is None else f" (in {format_rows(*rows)})"
         raise ValueError(
             f"likelihood={family.name!r} needs {family.support} in column "
-            f"{name!r}, but row {start + row}{where} holds {value!r}. "
+            f"{name!r}, but row {start + row}{where} holds {value}. "
             f"{family.support_hint}"
         )
 

@@ -8,13 +8,18 @@ import skvae._inference
 import skvae._vae
 from skvae import VAETransformer
 from skvae._inference import Workspace, elbo_rows, inference_view
+from skvae._likelihoods import single_family
 from skvae._losses import elbo
 from skvae._modules import ACTIVATIONS, VAEModule
 
 
-def _module(activation, dtype, likelihood_scale=False):
+def _module(activation, dtype, likelihood="gaussian"):
     module = VAEModule(
-        9, 3, [7, 5], activation, likelihood_scale, torch.Generator().manual_seed(0)
+        single_family(likelihood, 9),
+        3,
+        [7, 5],
+        activation,
+        torch.Generator().manual_seed(0),
     )
     return module.to(dtype).eval()
 
@@ -37,7 +42,7 @@ def test_inference_view_computes_what_the_module_computes(activation, dtype):
         torch.testing.assert_close(view.decode(z), module.decode(z), **tol)
         assert view.encode(x[:0])[0].shape == (0, 3)
     assert view.n_components == 3
-    assert view.log_scale is module.log_scale
+    assert view.likelihood is module.likelihood
 
 
 def test_inference_view_without_the_fused_operator(monkeypatch):
@@ -72,24 +77,32 @@ def test_transform_matches_the_module(digits01):
     )
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli", "calibrated_gaussian"])
+@pytest.mark.parametrize(
+    "likelihood",
+    ["gaussian", "bernoulli", "calibrated_gaussian", "poisson", "lognormal"],
+)
 @pytest.mark.parametrize("buffered", [False, True])
 def test_elbo_rows_is_the_elbo(likelihood, buffered):
-    module = _module("relu", torch.float64, likelihood == "calibrated_gaussian")
-    if module.log_scale is not None:
-        with torch.no_grad():
-            module.log_scale.copy_(torch.linspace(-2, 1, 9, dtype=torch.float64))
+    module = _module("relu", torch.float64, likelihood)
+    with torch.no_grad():
+        for parameter in module.likelihood.parameters():
+            parameter.copy_(torch.linspace(-2, 1, 9, dtype=torch.float64))
     generator = torch.Generator().manual_seed(2)
     x = torch.rand(40, 9, dtype=torch.float64, generator=generator)
-    if likelihood != "bernoulli":
+    if likelihood in ("gaussian", "calibrated_gaussian"):
         x = 3 * x - 1
+    elif likelihood == "poisson":
+        x = torch.floor(5 * x)
+    elif likelihood == "lognormal":
+        x = x + 0.5
+    module.likelihood.fit_statistics(x.numpy())
     eps = torch.randn(16, 3, dtype=torch.float64, generator=generator)
     workspace = Workspace() if buffered else None
     with torch.no_grad():
-        expected = elbo(module, likelihood, x, eps)
+        expected = elbo(module, x, eps)
         view = inference_view(module)
-        got = elbo_rows(view, likelihood, x, eps, workspace)
-        again = elbo_rows(view, likelihood, x[:7], eps, workspace)
+        got = elbo_rows(view, x, eps, workspace)
+        again = elbo_rows(view, x[:7], eps, workspace)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10)
     torch.testing.assert_close(again, expected[:7], rtol=1e-12, atol=1e-10)
 
@@ -189,14 +202,32 @@ def test_transform_is_the_same_where_malloc_trims_eagerly(monkeypatch):
     assert libc.calls[-1] == ("malloc_trim", 0)
 
 
-def test_the_allocator_setting_is_read_from_the_startup_environment(monkeypatch):
+def test_the_allocator_setting_is_read_from_the_startup_environment():
     # distributed puts MALLOC_TRIM_THRESHOLD_ in a client's os.environ for its
-    # workers; the client's own malloc never read it.
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    startup = skvae._inference.startup_environ()
-    assert ("MALLOC_TRIM_THRESHOLD_" in startup) == (
-        skvae._inference.allocator_trims_eagerly()
+    # workers; the client's own malloc never read it. In fresh processes: one
+    # started with the variable, one that only sets it in os.environ.
+    import os
+    import subprocess
+    import sys
+
+    check = (
+        "import os, sys\n"
+        "if len(sys.argv) > 1: os.environ['MALLOC_TRIM_THRESHOLD_'] = '65536'\n"
+        "import skvae._inference as inf\n"
+        "print(inf.allocator_trims_eagerly())\n"
     )
-    if "MALLOC_TRIM_THRESHOLD_" not in startup:
-        with skvae._inference.heap_kept() as kept:
-            assert kept is False
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def run(extra_env, *args):
+        out = subprocess.run(
+            [sys.executable, "-c", check, *args],
+            env={**env, **extra_env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+
+    assert run({"MALLOC_TRIM_THRESHOLD_": "65536"}) == "True"
+    assert run({}, "set-later") == "False"
+    assert run({}) == "False"

@@ -1,64 +1,49 @@
 import numpy as np
 import pytest
 import torch
-from scipy import stats
 
+from skvae._likelihoods import MIN_LOG_SCALE, single_family
 from skvae._losses import (
-    CLOSED_FORM_GRADIENTS,
-    LIKELIHOODS,
-    MIN_LOG_SCALE,
     decoder_mean,
     elbo,
     kl_divergence,
     kl_divergence_and_grad,
-    negative_log_likelihood,
-    negative_log_likelihood_and_grad,
     training_loss,
 )
 from skvae._modules import VAEModule
 
 rng = np.random.RandomState(0)
 
+# The families of a table of one kind of numbers (categorical needs levels:
+# tests/test_likelihoods.py covers it).
+NUMERIC_FAMILIES = [
+    "gaussian",
+    "calibrated_gaussian",
+    "bernoulli",
+    "poisson",
+    "negative_binomial",
+    "lognormal",
+]
 
-def test_bernoulli_nll_matches_the_formula_and_is_stable():
-    logits = torch.tensor(rng.normal(scale=3, size=(4, 6)))
-    x = torch.tensor(rng.uniform(size=(4, 6)))
-    p = 1 / (1 + np.exp(-logits.numpy()))
-    expected = -(x.numpy() * np.log(p) + (1 - x.numpy()) * np.log(1 - p))
-    nll = negative_log_likelihood("bernoulli", logits, x)
-    np.testing.assert_allclose(nll.numpy(), expected, rtol=1e-10)
+
+def test_bernoulli_nll_is_stable_at_saturated_logits():
+    likelihood = single_family("bernoulli", 2).double()
     # Saturated logits: sigmoid-then-log would give inf here.
-    extreme = negative_log_likelihood(
-        "bernoulli", torch.tensor([200.0, -200.0]), torch.tensor([0.0, 1.0])
+    extreme = likelihood.nll(
+        torch.tensor([[200.0, -200.0]], dtype=torch.float64),
+        torch.tensor([[0.0, 1.0]], dtype=torch.float64),
     )
-    np.testing.assert_allclose(extreme.numpy(), [200.0, 200.0])
+    np.testing.assert_allclose(extreme.numpy(), [[200.0, 200.0]])
 
 
-def test_gaussian_nll_matches_scipy():
-    mean = rng.normal(size=(3, 5))
-    x = rng.normal(size=(3, 5))
-    nll = negative_log_likelihood("gaussian", torch.tensor(mean), torch.tensor(x))
-    np.testing.assert_allclose(nll.numpy(), -stats.norm.logpdf(x, loc=mean))
-
-
-def test_calibrated_gaussian_nll_matches_scipy():
-    mean = rng.normal(size=(3, 5))
-    x = rng.normal(size=(3, 5))
-    log_scale = np.log(rng.uniform(0.1, 2.0, size=5))
-    nll = negative_log_likelihood(
-        "calibrated_gaussian",
-        torch.tensor(mean),
-        torch.tensor(x),
-        torch.tensor(log_scale),
+def test_decoder_mean_is_the_likelihoods_mean():
+    module = VAEModule(
+        single_family("bernoulli", 3), 2, (4,), "tanh", torch.Generator()
     )
-    expected = -stats.norm.logpdf(x, loc=mean, scale=np.exp(log_scale))
-    np.testing.assert_allclose(nll.numpy(), expected)
-
-
-def test_decoder_mean():
-    logits = torch.tensor([-2.0, 0.0, 3.0])
-    torch.testing.assert_close(decoder_mean("bernoulli", logits), torch.sigmoid(logits))
-    assert decoder_mean("gaussian", logits) is logits
+    logits = torch.tensor([[-2.0, 0.0, 3.0]])
+    torch.testing.assert_close(decoder_mean(module, logits), torch.sigmoid(logits))
+    module = VAEModule(single_family("gaussian", 3), 2, (4,), "tanh", torch.Generator())
+    torch.testing.assert_close(decoder_mean(module, logits), logits)
 
 
 def test_kl_matches_torch_distributions():
@@ -78,8 +63,10 @@ def test_training_loss_weights():
     assert training_loss(recon, kl, 1.0, 0.0).item() == pytest.approx(2.0)
 
 
-def _double_module():
-    module = VAEModule(4, 2, (6,), "tanh", False, torch.Generator().manual_seed(0))
+def _double_module(name="bernoulli"):
+    module = VAEModule(
+        single_family(name, 4), 2, (6,), "tanh", torch.Generator().manual_seed(0)
+    )
     return module.double()
 
 
@@ -87,9 +74,9 @@ def test_elbo_rows_are_independent_and_match_a_loop():
     module = _double_module()
     x = torch.tensor(rng.uniform(size=(5, 4)))
     eps = torch.tensor(rng.normal(size=(7, 2)))
-    batch = elbo(module, "bernoulli", x, eps)
+    batch = elbo(module, x, eps)
     for i in range(5):
-        single = elbo(module, "bernoulli", x[i : i + 1], eps)
+        single = elbo(module, x[i : i + 1], eps)
         torch.testing.assert_close(single, batch[i : i + 1])
     # An independent computation for row 0, one draw at a time.
     mean, logvar = module.encode(x[:1])
@@ -107,38 +94,38 @@ def test_elbo_rows_are_independent_and_match_a_loop():
     assert batch[0].item() == pytest.approx(np.mean(logliks) - kl, rel=1e-9)
 
 
-@pytest.mark.parametrize("likelihood", LIKELIHOODS)
-def test_closed_form_nll_gradients_match_autograd(likelihood):
-    decoded = torch.tensor(rng.normal(scale=2, size=(6, 5)), requires_grad=True)
+@pytest.mark.parametrize("name", NUMERIC_FAMILIES)
+def test_closed_form_nll_gradients_match_autograd(name):
+    likelihood = single_family(name, 5).double()
     x = torch.tensor(rng.uniform(size=(6, 5)))
-    log_scale = None
-    if likelihood == "calibrated_gaussian":
-        # The first feature sits below the floor: clamped, so no gradient.
-        values = [MIN_LOG_SCALE - 1.0, -1.0, 0.0, 0.3, 1.2]
-        log_scale = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    if name in ("poisson", "negative_binomial"):
+        x = torch.tensor(rng.poisson(3.0, size=(6, 5)).astype(float))
+    elif name == "lognormal":
+        x = torch.tensor(rng.lognormal(size=(6, 5)))
+    likelihood.fit_statistics(x.numpy())
+    params = dict(likelihood.named_parameters())
+    with torch.no_grad():
+        for parameter in params.values():
+            # The first feature sits below the floor of a learned log-scale:
+            # clamped, so no gradient there.
+            parameter.copy_(
+                torch.tensor([MIN_LOG_SCALE - 1.0, -1.0, 0.0, 0.3, 1.2])
+            )
+    decoded = torch.tensor(rng.normal(scale=2, size=(6, 5)), requires_grad=True)
     scale = 0.37
-    nll = negative_log_likelihood(likelihood, decoded, x, log_scale).sum()
-    (scale * nll).backward()
-    if likelihood not in CLOSED_FORM_GRADIENTS:
-        # Registered without a closed form: refused, so training uses autograd.
-        with pytest.raises(ValueError, match="No closed-form gradient"):
-            negative_log_likelihood_and_grad(likelihood, decoded, x, log_scale, 1)
-        return
-
-    total, grad, grad_log_scale = negative_log_likelihood_and_grad(
-        likelihood,
-        decoded.detach(),
-        x,
-        None if log_scale is None else log_scale.detach(),
-        scale,
+    nll = likelihood.nll(decoded, x).sum()
+    wanted = torch.autograd.grad(scale * nll, [decoded, *params.values()])
+    assert likelihood.closed_form
+    total, grad, parameter_grads = likelihood.nll_and_grad(
+        decoded.detach().clone(), x, scale
     )
     torch.testing.assert_close(total, nll.detach())
-    torch.testing.assert_close(grad, decoded.grad)
-    if log_scale is None:
-        assert grad_log_scale is None
-    else:
-        torch.testing.assert_close(grad_log_scale, log_scale.grad)
-        assert grad_log_scale[0] == 0.0
+    torch.testing.assert_close(grad, wanted[0])
+    assert set(parameter_grads) == set(params.values())
+    for parameter, expected in zip(params.values(), wanted[1:], strict=True):
+        torch.testing.assert_close(parameter_grads[parameter], expected)
+        if "log_scale" in name or name in ("calibrated_gaussian", "lognormal"):
+            assert parameter_grads[parameter][0] == 0.0
 
 
 def test_closed_form_kl_gradients_match_autograd():
@@ -154,9 +141,6 @@ def test_closed_form_kl_gradients_match_autograd():
     torch.testing.assert_close(grad_logvar, logvar.grad)
 
 
-def test_unknown_likelihood_is_an_error_not_a_gaussian():
-    decoded, x = torch.zeros(2, 3), torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="No closed-form gradient.*'poisson'"):
-        negative_log_likelihood_and_grad("poisson", decoded, x, None, 1.0)
-    with pytest.raises(ValueError, match="Unknown likelihood 'poisson'"):
-        negative_log_likelihood("poisson", decoded, x)
+def test_unknown_likelihood_is_one_clear_error():
+    with pytest.raises(ValueError, match="Unknown likelihood 'poison'; expected one"):
+        single_family("poison", 3)

@@ -1,12 +1,14 @@
 import pytest
 import torch
 
+from skvae._likelihoods import single_family
 from skvae._modules import ACTIVATIONS, VAEModule, make_mlp, widest_layer
 
 
 def _module(seed=0, learn_scale=False, hidden=(8, 4)):
+    name = "calibrated_gaussian" if learn_scale else "gaussian"
     return VAEModule(
-        5, 2, hidden, "relu", learn_scale, torch.Generator().manual_seed(seed)
+        single_family(name, 5), 2, hidden, "relu", torch.Generator().manual_seed(seed)
     )
 
 
@@ -52,10 +54,11 @@ def test_default_init_bounds():
 
 
 def test_learned_scale_parameter():
-    assert _module(learn_scale=False).log_scale is None
+    assert not list(_module(learn_scale=False).likelihood.parameters())
     module = _module(learn_scale=True)
-    assert module.log_scale.shape == (5,)
-    assert any(p is module.log_scale for p in module.parameters())
+    (log_scale,) = module.likelihood.parameters()
+    assert log_scale.shape == (5,)
+    assert any(p is log_scale for p in module.parameters())
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))

@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skvae import VAEOutlierDetector
+from skvae._likelihoods import single_family
 from skvae._losses import (
     MIN_LOG_SCALE,
     elbo,
@@ -121,7 +122,7 @@ def test_contributions_sum_to_the_reconstruction_term():
     module = detector.module_.double()
     eps = importance_noise(32, 2)
     with torch.no_grad():
-        log_weights, _ = importance_weighted_terms(module, detector.likelihood, x, eps)
+        log_weights, _ = importance_weighted_terms(module, x, eps)
         mean, logvar = module.encode(x)
         z = mean + torch.exp(0.5 * logvar) * eps[:, None]
         log_ratio = (
@@ -153,10 +154,10 @@ def test_one_draw_equals_the_elbo_in_expectation():
     generator = torch.Generator().manual_seed(0)
     eps = torch.randn(20_000, 2, generator=generator, dtype=torch.float64)
     with torch.no_grad():
-        log_weights, _ = importance_weighted_terms(module, detector.likelihood, x, eps)
+        log_weights, _ = importance_weighted_terms(module, x, eps)
         # The ELBO with its KL in closed form, on independent draws.
         other = torch.randn(20_000, 2, generator=generator, dtype=torch.float64)
-        reference = elbo(module, detector.likelihood, x, other).numpy()
+        reference = elbo(module, x, other).numpy()
     # With one draw the bound is one log weight: its mean over draws is the ELBO.
     standard_error = log_weights.std(dim=0).numpy() / math.sqrt(20_000)
     difference = np.abs(log_weights.mean(dim=0).numpy() - reference)
@@ -168,7 +169,7 @@ def expected_bounds(module, likelihood, x, ks, n_draws=8192, seed=0):
     generator = torch.Generator().manual_seed(seed)
     eps = torch.randn(n_draws, module.n_components, generator=generator).double()
     with torch.no_grad():
-        log_weights, _ = importance_weighted_terms(module, likelihood, x, eps)
+        log_weights, _ = importance_weighted_terms(module, x, eps)
     means = []
     for k in ks:
         groups = log_weights.reshape(n_draws // k, k, -1)
@@ -195,9 +196,9 @@ class LinearGaussianVAE(nn.Module):
         self.weight = nn.Parameter(torch.as_tensor(weight))
         self.bias = nn.Parameter(torch.as_tensor(bias))
         n_features = weight.shape[0]
-        self.log_scale = nn.Parameter(
-            torch.full((n_features,), float(log_sigma), dtype=torch.float64)
-        )
+        self.likelihood = single_family("calibrated_gaussian", n_features).double()
+        with torch.no_grad():
+            self.likelihood.log_scale.fill_(float(log_sigma))
         sigma2 = math.exp(2 * log_sigma)
         # The exact posterior: covariance (I + W'W / sigma^2)^-1, diagonal here.
         gram = weight.T @ weight

@@ -6,7 +6,15 @@ import torch
 
 import skvae._training
 from skvae import VAETransformer
-from skvae._losses import CLOSED_FORM_GRADIENTS, LIKELIHOODS, loss_terms
+from skvae._likelihoods import (
+    Categorical,
+    Gaussian,
+    NegativeBinomial,
+    TableLikelihood,
+    family_names,
+    single_family,
+)
+from skvae._losses import loss_terms
 from skvae._modules import ACTIVATIONS, VAEModule
 from skvae._training import (
     SINGLE_THREAD_MAX_FLOPS,
@@ -32,42 +40,66 @@ class _NoStep:
             p.grad = None
 
 
+def _mixed(n_features=7):
+    """Gaussian, categorical (3 levels) and count columns, interleaved."""
+    return TableLikelihood(
+        [
+            (Gaussian(3, standardize=True), [0, 2, 6]),
+            (Categorical(1, n_levels=3), [1]),
+            (NegativeBinomial(2), [3, 4]),
+            (Categorical(1, n_levels=2), [5]),
+        ],
+        n_features,
+    )
+
+
+def _likelihood(name, n_features):
+    if name == "mixed":
+        return _mixed(n_features)
+    return single_family(name, n_features)
+
+
 def _module(likelihood, activation="relu", n_features=7, dtype=torch.float64):
     generator = torch.Generator().manual_seed(0)
     module = VAEModule(
-        n_features,
-        3,
-        [5, 4],
-        activation,
-        learn_scale=likelihood == "calibrated_gaussian",
-        generator=generator,
+        _likelihood(likelihood, n_features), 3, [5, 4], activation, generator
     ).to(dtype)
-    if module.log_scale is not None:
-        with torch.no_grad():
-            # Two features below the floor of the scale: their gradient is zero.
-            module.log_scale.copy_(torch.linspace(-9.0, 1.0, n_features))
+    x, _ = _batch(likelihood, n_features, dtype=dtype)
+    module.likelihood.fit_statistics(x.numpy())
+    with torch.no_grad():
+        for name, parameter in module.likelihood.named_parameters():
+            if name.endswith("log_scale"):
+                # Two features below the floor of the scale: zero gradient.
+                parameter.copy_(torch.linspace(-9.0, 1.0, parameter.numel()))
     return module
 
 
-def _batch(n_features=7, n_rows=11, dtype=torch.float64):
+def _batch(likelihood="gaussian", n_features=7, n_rows=11, dtype=torch.float64):
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(n_rows, n_features, dtype=dtype, generator=generator)
+    if likelihood in ("poisson", "negative_binomial"):
+        x = torch.floor(x * 6)
+    elif likelihood == "lognormal":
+        x = x + 0.1
+    elif likelihood == "mixed":
+        x[:, 1] = torch.floor(x[:, 1] * 3)
+        x[:, [3, 4]] = torch.floor(x[:, [3, 4]] * 6)
+        x[:, 5] = torch.floor(x[:, 5] * 2)
     eps = torch.randn(n_rows, 3, dtype=dtype, generator=generator)
     return x, eps
 
 
+FAMILIES = [name for name in family_names() if name != "categorical"] + ["mixed"]
+
+
 @pytest.mark.parametrize(
-    "likelihood, activation", itertools.product(LIKELIHOODS, sorted(ACTIVATIONS))
+    "likelihood, activation", itertools.product(FAMILIES, sorted(ACTIVATIONS))
 )
 def test_hand_backprop_matches_autograd(likelihood, activation):
-    x, eps = _batch()
-    objective = Objective(likelihood, 2.5, 1.0, 0, x.shape[1])
+    x, eps = _batch(likelihood)
+    objective = Objective(2.5, 1.0, 0, x.shape[1])
     module = _module(likelihood, activation)
-    if likelihood not in CLOSED_FORM_GRADIENTS:
-        # Registered without a closed-form gradient: trained by autograd.
-        assert not HandBackprop.supports(module, likelihood)
-        return
-    assert HandBackprop.supports(module, likelihood)
+    assert HandBackprop.supports(module)
     no_step = _NoStep()
     no_step.params = list(module.parameters())
 
@@ -78,19 +110,20 @@ def test_hand_backprop_matches_autograd(likelihood, activation):
     torch.testing.assert_close(sums, expected_sums, rtol=1e-12, atol=1e-12)
     for parameter, grad in zip(module.parameters(), expected, strict=True):
         torch.testing.assert_close(parameter.grad, grad, rtol=1e-10, atol=1e-12)
-    if likelihood == "calibrated_gaussian":
-        # The clamped features got no gradient, the others did.
-        assert torch.all(module.log_scale.grad[:2] == 0)
-        assert torch.all(module.log_scale.grad[2:] != 0)
+    for name, parameter in module.likelihood.named_parameters():
+        if name.endswith("log_scale"):
+            # The clamped features got no gradient, the others did.
+            assert torch.all(parameter.grad[:2] == 0)
+            assert torch.all(parameter.grad[2:] != 0)
 
 
 def test_hand_backprop_sums_are_the_loss_terms():
     x, eps = _batch()
     module = _module("gaussian")
-    sums = HandBackprop(
-        module, _NoStep(), Objective("gaussian", 7.0, 1.0, 0, x.shape[1])
-    )(x, eps, 1.0)
-    recon_mean, kl = loss_terms(module, "gaussian", x, eps)
+    sums = HandBackprop(module, _NoStep(), Objective(7.0, 1.0, 0, x.shape[1]))(
+        x, eps, 1.0
+    )
+    recon_mean, kl = loss_terms(module, x, eps)
     torch.testing.assert_close(sums, torch.stack([recon_mean.sum(), kl.sum()]))
 
 
@@ -100,12 +133,14 @@ class _Subclass(VAEModule):
 
 
 def test_unsupported_modules_fall_back_to_autograd():
-    objective = Objective("gaussian", 7.0, 1.0, 0, 7)
+    objective = Objective(7.0, 1.0, 0, 7)
     optimizer = _NoStep()
     module = _module("gaussian")
     assert isinstance(make_train_step(module, optimizer, objective), HandBackprop)
 
-    subclass = _Subclass(7, 3, [5], "relu", False, torch.Generator().manual_seed(0))
+    subclass = _Subclass(
+        single_family("gaussian", 7), 3, [5], "relu", torch.Generator().manual_seed(0)
+    )
     hooked = _module("gaussian")
     hooked.encoder[0].register_forward_hook(lambda *args: None)
     frozen = _module("gaussian")
@@ -113,30 +148,26 @@ def test_unsupported_modules_fall_back_to_autograd():
     with_dropout = _module("gaussian")
     with_dropout.encoder.insert(1, torch.nn.Dropout(0.5))
     for unsupported in (subclass, hooked, frozen, with_dropout):
-        assert not HandBackprop.supports(unsupported, "gaussian")
+        assert not HandBackprop.supports(unsupported)
         step = make_train_step(unsupported, optimizer, objective)
         assert step.func is train_step
 
 
-@pytest.mark.parametrize(
-    "module_likelihood, likelihood",
-    [
-        # A likelihood without a closed-form gradient (a new one, say).
-        ("gaussian", "poisson"),
-        # A learned scale with a likelihood that has none, and the reverse.
-        ("calibrated_gaussian", "gaussian"),
-        ("gaussian", "calibrated_gaussian"),
-    ],
-)
-def test_unsupported_pairs_fall_back_to_autograd(module_likelihood, likelihood):
-    module = _module(module_likelihood)
-    assert not HandBackprop.supports(module, likelihood)
-    objective = Objective(likelihood, 7.0, 1.0, 0, 7)
+class _NoClosedForm(Gaussian):
+    """A new family that declares no closed-form gradient."""
+
+    name = "new_family"
+    closed_form = False
+
+
+def test_a_family_without_closed_form_trains_with_autograd():
+    likelihood = TableLikelihood(
+        [(Gaussian(4), [0, 1, 2, 3]), (_NoClosedForm(3), [4, 5, 6])], 7
+    )
+    module = VAEModule(likelihood, 3, [5], "relu", torch.Generator().manual_seed(0))
+    assert not HandBackprop.supports(module)
+    objective = Objective(7.0, 1.0, 0, 7)
     assert make_train_step(module, _NoStep(), objective).func is train_step
-
-
-def test_closed_form_registry_is_within_the_likelihoods():
-    assert set(CLOSED_FORM_GRADIENTS) <= set(LIKELIHOODS)
 
 
 def _adam_pair():

@@ -172,7 +172,7 @@ def finite_difference_blocks(
             with torch.no_grad():
                 # (m, n_points, n_components) perturbed codes, decoded at once.
                 perturbed = (z.unsqueeze(1) + offsets).reshape(-1, n_components)
-                out = decoder_mean(vae_.likelihood, module.decode(perturbed))
+                out = decoder_mean(module, module.decode(perturbed))
                 out = out.reshape(z.shape[0], n_points, -1)
                 if method == "forward":
                     block = (out[:, 1:] - out[:, :1]) / step
@@ -245,10 +245,9 @@ def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
     """
     vae_, steps, Z = _check_decoder_input(vae, Z)
     factor = output_derivative(steps, input_space)
-    likelihood = vae_.likelihood
     J = _forward_jacobian(
         vae_,
-        lambda module, z: decoder_mean(likelihood, module.decode(z)),
+        lambda module, z: decoder_mean(module, module.decode(z)),
         Z,
         rows_per_chunk(vae_, batch_size, vae_.n_components),
     )
@@ -305,10 +304,9 @@ def latent_coupling(vae, Z, *, batch_size=None):
     (3, 3)
     """
     vae_, _, Z = _check_decoder_input(vae, Z)
-    likelihood = vae_.likelihood
-
     def round_trip(module, z):
-        return module.encode(decoder_mean(likelihood, module.decode(z)))[0]
+        # Back into the encoder as internal values (a level's code, a count).
+        return module.encode(module.likelihood.mean(module.decode(z)))[0]
 
     total = np.zeros((vae_.n_components, vae_.n_components))
     batch_size = rows_per_chunk(vae_, batch_size, vae_.n_components)
