@@ -62,10 +62,9 @@ def needs_table(likelihood, X):
     """
     if not isinstance(likelihood, str) or likelihood in ("auto", "categorical"):
         return True
-    if is_frame(X):
-        return any(_kind(dtype) == "category" for dtype in X.dtypes)
-    dtype = getattr(X, "dtype", None)
-    return dtype is not None and getattr(dtype, "kind", None) in ("O", "U", "S")
+    # An array under one numeric family goes through scikit-learn's
+    # validation as it is (its messages for objects that are no numbers).
+    return is_frame(X) and any(_kind(dtype) == "category" for dtype in X.dtypes)
 
 
 def _frame(X):

@@ -159,9 +159,15 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 'leaky_relu'}, default='relu'
         Activation between hidden layers.
 
-    likelihood : {'gaussian', 'bernoulli', 'calibrated_gaussian'}, \
-default='gaussian'
-        The decoder's observation model. 'gaussian' has unit variance and
+    likelihood : str or list of (str, columns), default='gaussian'
+        The decoder's observation model: one family for every column, 'auto'
+        (one per column, read from a DataFrame's dtypes) or a list of
+        ``(family, columns)`` pairs in ColumnTransformer's style (names,
+        indices, a boolean mask or ``make_column_selector``). The families:
+        'gaussian', 'calibrated_gaussian', 'bernoulli', 'categorical',
+        'poisson', 'negative_binomial' and 'lognormal'; the rules of 'auto'
+        and what tables get back are in the user guide (:ref:`tables`).
+        'gaussian' has unit variance and
         suits standardised real-valued data (e.g. after ``StandardScaler``).
         'bernoulli' is binary cross-entropy for data in [0, 1] (computed from
         logits); ``inverse_transform`` then returns probabilities.
@@ -278,6 +284,10 @@ default='gaussian'
         Number of latent dimensions whose ``kl_per_dimension_`` exceeds
         ``KL_ACTIVE_THRESHOLD`` (0.01 nats).
 
+    likelihoods_ : list of (str, list)
+        The family of every column, as ``likelihood`` takes it: what 'auto'
+        chose, or the one family over all columns.
+
     n_features_in_ : int
         Number of features seen during fit.
 
@@ -329,6 +339,22 @@ default='gaussian'
     (1797, 2)
     >>> vae.inverse_transform(Z).shape
     (1797, 64)
+
+    A table as it comes, one family per column from its dtype:
+
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({
+    ...     "size": [1.2, 3.4, 0.7, 2.2] * 25,
+    ...     "packets": [0, 3, 1, 12] * 25,
+    ...     "protocol": pd.Categorical(["tcp", "udp", "tcp", "icmp"] * 25),
+    ... })
+    >>> vae = VAETransformer(likelihood="auto", max_iter=3, random_state=0)
+    >>> vae = vae.fit(table)
+    >>> vae.likelihoods_
+    [('lognormal', ['size']), ('negative_binomial', ['packets']), \
+('categorical', ['protocol'])]
+    >>> [str(dtype) for dtype in vae.sample(2, random_state=0).dtypes]
+    ['float64', 'int64', 'category']
     """
 
     _parameter_constraints = {

@@ -205,10 +205,7 @@ def test_input_is_not_mutated(gaussian_data):
         (np.array([[0.0, np.nan], [1.0, 2.0]]), "NaN"),
         (np.array([[0.0, np.inf], [1.0, 2.0]]), "infinity"),
         (np.empty((0, 3)), "0 sample"),
-        (
-            np.array([["a", "b"], ["c", "d"]], dtype=object),
-            "Column 0 .*holds 'a' at row 0, which is not a number",
-        ),
+        (np.array([["a", "b"], ["c", "d"]], dtype=object), "could not convert"),
     ],
 )
 def test_invalid_data_at_fit(X, match):
