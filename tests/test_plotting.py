@@ -572,3 +572,61 @@ def test_traversal_of_a_pipeline_decodes_into_its_input_space(pipeline, flows):
         disp.decoded, pipeline[-1].inverse_transform(codes), rtol=1e-5
     )
     assert disp.ax_.get_ylabel() == "decoded value (VAE's input space)"
+
+
+@pytest.fixture(scope="module")
+def mixed_vae():
+    """A table model: numbers, a count and a 3-level category."""
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    n = 120
+    species = rng.choice(["Adelie", "Chinstrap", "Gentoo"], size=n)
+    shift = pd.Series(species).map({"Adelie": -1.0, "Chinstrap": 0.0, "Gentoo": 1.0})
+    table = pd.DataFrame(
+        {
+            "bill": shift.to_numpy() + 0.3 * rng.normal(size=n),
+            "species": pd.Categorical(species),
+            "eggs": rng.poisson(2.0, size=n),
+        }
+    )
+    vae = VAETransformer(
+        n_components=2, likelihood="auto", max_iter=5, random_state=0
+    ).fit(table)
+    return vae, table
+
+
+MIXED_NAMES = [
+    "bill",
+    "species_Adelie",
+    "species_Chinstrap",
+    "species_Gentoo",
+    "eggs",
+]
+
+
+@pytest.mark.parametrize("side", ["encoder", "decoder"])
+def test_jacobian_display_of_a_table_names_each_level(mixed_vae, side):
+    vae, table = mixed_vae
+
+    disp = JacobianDisplay.from_estimator(vae, table, side=side)
+
+    assert disp.jacobian.shape == (2, len(MIXED_NAMES))
+    labels = [t.get_text() for t in disp.ax_.get_xticklabels()]
+    assert labels == MIXED_NAMES
+    if side == "decoder":
+        # Probability moved between levels: none is created or lost.
+        np.testing.assert_allclose(disp.jacobian[:, 1:4].sum(axis=1), 0, atol=1e-6)
+
+
+def test_latent_traversal_display_of_a_table_shows_level_probabilities(mixed_vae):
+    vae, table = mixed_vae
+
+    heatmap = LatentTraversalDisplay.from_estimator(vae, table, kind="heatmap")
+    lines = LatentTraversalDisplay.from_estimator(vae, table, n_features=3)
+
+    assert heatmap.decoded.shape == (25, len(MIXED_NAMES))
+    assert [t.get_text() for t in heatmap.ax_.get_xticklabels()] == MIXED_NAMES
+    np.testing.assert_allclose(heatmap.decoded[:, 1:4].sum(axis=1), 1.0, atol=1e-6)
+    legend = [t.get_text() for t in lines.ax_.get_legend().get_texts()]
+    assert legend == [MIXED_NAMES[j] for j in lines.features_]

@@ -24,9 +24,23 @@ One rule for every analysis function and Display, chosen by ``input_space``:
 
 The Displays and :func:`~skvae.analysis.latent_feature_importance` record the
 choice (``input_space`` attribute, ``DataFrame.attrs['input_space']``).
+
+Tables. A VAE fitted on a table reads ``X`` as it did in fit (a DataFrame with
+category or string columns included). Its *analysis features*
+(:func:`analysis_feature_names`) are one per numeric column and, for a
+categorical column, one per level seen in fit, named as ``OneHotEncoder``'s
+``get_feature_names_out`` names them (``species_Adelie``), in the order of the
+table's columns. On the decoder side a level's feature is its probability; on
+the encoder side it is the level's indicator in the one-hot input the encoder
+sees. Such features are not those of any step in front of the VAE, so for a
+model with categorical columns ``input_space='pipeline'`` with steps raises a
+ValueError that points to ``input_space='vae'``. A model without categorical
+columns (numbers, counts, flags) has one feature per column and follows the
+rule above.
 """
 
 import numpy as np
+import torch
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
@@ -35,7 +49,7 @@ from sklearn.preprocessing import (
     RobustScaler,
     StandardScaler,
 )
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from .._data import check_chunk_rows
 from .._modules import widest_layer
@@ -110,9 +124,11 @@ def _flatten_steps(steps):
 def to_vae_input(estimator, X, *, derivative=False, input_space="pipeline"):
     """``X`` mapped into the VAE's input space and validated against the VAE.
 
-    Returns ``(vae, X_vae, dX_vae_dX)``: ``X_vae`` is a float32 or float64 array;
-    ``dX_vae_dX`` is None unless ``derivative`` is True, ``input_space`` is
-    'pipeline' and there are steps before the VAE. Every supported step maps
+    Returns ``(vae, X_vae, dX_vae_dX)``: ``X_vae`` is a float32 or float64 array
+    (for a VAE fitted on a table, its internal values: a category as the code
+    of its level, read by the VAE as at fit); ``dX_vae_dX`` is None unless
+    ``derivative`` is True, ``input_space`` is 'pipeline' and there are steps
+    before the VAE. Every supported step maps
     each feature on its own, so its Jacobian is diagonal: ``dX_vae_dX`` is that
     diagonal, of shape ``(n_samples, n_features)``, or ``(n_features,)`` when
     it does not depend on ``X``. A step that is not supported raises a
@@ -123,6 +139,7 @@ def to_vae_input(estimator, X, *, derivative=False, input_space="pipeline"):
     derivative = derivative and input_space == "pipeline"
     check_numeric_input(X)
     if derivative:
+        check_feature_space(vae, steps, input_space)
         for step in steps:
             _check_supported(step)
     dX = None
@@ -133,22 +150,27 @@ def to_vae_input(estimator, X, *, derivative=False, input_space="pipeline"):
             factor = _step_derivative(step, X)
             dX = factor if dX is None else dX * factor
         X = X_next
-    X = validate_data(vae, X, dtype=[np.float64, np.float32], reset=False)
+    # The estimator's own reading: a table becomes its internal values (a
+    # level's code for a category), validated as at fit.
+    X = vae._validate_rows(X)
     return vae, X, dX
 
 
-def output_derivative(steps, input_space="pipeline"):
+def output_derivative(steps, input_space="pipeline", vae=None):
     """Derivative of the inverse of ``steps``: from the VAE's space back to X's.
 
     The inverses of the supported steps are affine (clipping happens in the
     forward direction only; the clip-at-zero FunctionTransformer has no
     inverse function, so its inverse is the identity, as in
     ``Pipeline.inverse_transform``), so this is a constant ``(n_features,)``
-    vector, or None for no steps or ``input_space='vae'``.
+    vector, or None for no steps or ``input_space='vae'``. With ``vae``, a
+    model with categorical columns raises (see :func:`check_feature_space`).
     """
     if check_input_space(input_space) == "vae":
         return None
     derivative = None
+    if steps and vae is not None:
+        check_feature_space(vae, steps, input_space)
     for step in steps:
         _check_supported(step)
         factor = 1.0 / _linear_factor(step)
@@ -239,6 +261,102 @@ def input_feature_names(estimator, input_space="pipeline"):
     if names is not None and len(names) == vae.n_features_in_:
         return [str(name) for name in names]
     return [f"x{i}" for i in range(vae.n_features_in_)]
+
+
+def analysis_features(vae):
+    """The analysis features of ``vae`` and where its likelihood puts them.
+
+    Returns ``(features, order)``: ``features`` lists, for each analysis
+    feature in the order of the table's columns, ``(column, level)`` with
+    ``level`` None for a numeric column and the level's index for a
+    categorical one. The likelihood lays its features out block by block
+    (``mean_features``, the encoder's input); ``order`` takes that layout to
+    the table's (``out[..., order]``), None when they are the same.
+    """
+    pairs = vae.module_.likelihood.feature_columns()
+    order = sorted(
+        range(len(pairs)),
+        key=lambda j: (pairs[j][0], -1 if pairs[j][1] is None else pairs[j][1]),
+    )
+    features = [pairs[j] for j in order]
+    if order == list(range(len(pairs))):
+        return features, None
+    return features, np.asarray(order)
+
+
+def reads_table(vae):
+    """Whether ``vae`` was fitted on a table read column by column
+    (``likelihood='auto'``, a list of pairs, or non-numeric columns)."""
+    return getattr(vae, "_table", None) is not None
+
+
+def has_levels(vae):
+    """Whether ``vae`` models a categorical column (features per level)."""
+    return any(level is not None for _, level in analysis_features(vae)[0])
+
+
+def check_feature_space(vae, steps, input_space):
+    """Refuse 'pipeline' through steps for a model with categorical columns.
+
+    A level's probability or indicator is no feature of the steps in front of
+    the VAE, so nothing maps it through them.
+    """
+    if steps and input_space == "pipeline" and has_levels(vae):
+        names = input_feature_names(vae)
+        columns = sorted({names[c] for c, level in analysis_features(vae)[0]
+                          if level is not None}, key=names.index)
+        raise ValueError(
+            "This VAETransformer models categorical columns "
+            f"({', '.join(columns)}): its features there are the levels' "
+            "probabilities (decoder) or indicators (encoder), which the "
+            "pipeline's steps cannot map back to their own input. Pass "
+            "input_space='vae' to work in the VAE's own input space (the "
+            "features after the steps), or pass the VAE (pipeline[-1]) and "
+            "pipeline[:-1].transform(X)."
+        )
+
+
+def analysis_feature_names(estimator, input_space="pipeline"):
+    """Names of the features the analysis functions return, as strings.
+
+    For a model without categorical columns, :func:`input_feature_names`. For
+    one with categorical columns, the names of the VAE's columns, where each
+    categorical column gives one name per level seen in fit, named as
+    ``OneHotEncoder.get_feature_names_out`` does: ``<column>_<level>``. This
+    is the feature axis of the decoder's Jacobians, traversals and Displays,
+    and of the encoder's Jacobian.
+    """
+    vae, steps = resolve_vae(estimator)
+    check_input_space(input_space)
+    if not has_levels(vae):
+        return input_feature_names(estimator, input_space)
+    check_feature_space(vae, steps, input_space)
+    columns = input_feature_names(estimator, input_space)
+    levels = vae._table["levels"]
+    return [
+        columns[c] if level is None else f"{columns[c]}_{levels[c][level]}"
+        for c, level in analysis_features(vae)[0]
+    ]
+
+
+def soft_encoder_input(likelihood, decoded):
+    """The encoder's input for the decoder's mean, probabilities for levels.
+
+    ``likelihood.encode(likelihood.mean(decoded))``, except that a
+    categorical column is given the probability of each level (its mean
+    features) in place of the one-hot indicator of the most probable level:
+    differentiable in ``decoded``.
+    """
+    parts = []
+    start = 0
+    for family in likelihood.families:
+        block = decoded[..., start : start + family.n_outputs]
+        start += family.n_outputs
+        if family.discrete:
+            parts.append(family.mean_features(block))
+        else:
+            parts.append(family.encode(family.mean(block)))
+    return torch.cat(parts, dim=-1)
 
 
 def check_codes(vae, Z, name="Z"):

@@ -9,12 +9,17 @@ from sklearn.utils.validation import check_array
 from .._data import tensor_blocks
 from .._losses import decoder_mean
 from ._common import (
+    analysis_features,
     check_codes,
+    check_feature_space,
     check_input_space,
+    has_levels,
     module_and_device,
     output_derivative,
+    reads_table,
     resolve_vae,
     rows_per_chunk,
+    soft_encoder_input,
 )
 
 _METHODS = ("forward", "central")
@@ -71,10 +76,12 @@ def decoder_finite_differences(
 
     Returns
     -------
-    D : ndarray of shape (n_samples, n_features, n_components)
+    D : ndarray of shape (n_samples, n_features_out, n_components)
         ``D[n, j, i]`` approximates the derivative of output feature ``j``
         with respect to latent dimension ``i`` at ``Z[n]``. The dtype follows
-        ``Z`` (float32 or float64).
+        ``Z`` (float32 or float64). ``n_features_out`` is ``n_features``, or
+        for a model with categorical columns one per level of those (see
+        Notes).
 
     See Also
     --------
@@ -90,6 +97,16 @@ def decoder_finite_differences(
 
     Memory: the call holds the result and, for one chunk of codes at a time,
     the decoder's activations on its perturbed codes.
+
+    A model with categorical columns (fitted on a table) has one output
+    feature per level of such a column, the probability of that level
+    (``softmax`` of its logits), named ``<column>_<level>`` as by
+    ``OneHotEncoder`` and placed where the column is in the table; the
+    derivatives of a column's levels sum to zero. Other columns give the
+    mean of their family (counts as expected counts, not rounded). With
+    steps in front, ``input_space='pipeline'`` raises a ValueError for such a
+    model: probabilities of levels do not map back through the steps; pass
+    ``input_space='vae'``.
 
     Examples
     --------
@@ -154,7 +171,8 @@ def finite_difference_blocks(
             "square root of eps (1e-3 for float32, 1e-5 for float64 codes), or "
             "pass float64 Z."
         )
-    factor = output_derivative(steps, input_space)
+    factor = output_derivative(steps, input_space, vae_)
+    order = analysis_features(vae_)[1]
     n_components = Z.shape[1]
     n_points = n_components + 1 if method == "forward" else 2 * n_components
     batch_size = rows_per_chunk(vae_, batch_size, n_points)
@@ -172,7 +190,7 @@ def finite_difference_blocks(
             with torch.no_grad():
                 # (m, n_points, n_components) perturbed codes, decoded at once.
                 perturbed = (z.unsqueeze(1) + offsets).reshape(-1, n_components)
-                out = decoder_mean(module, module.decode(perturbed))
+                out = _features(module, module.decode(perturbed), order)
                 out = out.reshape(z.shape[0], n_points, -1)
                 if method == "forward":
                     block = (out[:, 1:] - out[:, :1]) / step
@@ -215,10 +233,13 @@ def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
 
     Returns
     -------
-    J : ndarray of shape (n_samples, n_features, n_components)
+    J : ndarray of shape (n_samples, n_features_out, n_components)
         ``J[n, j, i]`` is the derivative of output feature ``j`` (the decoder
-        mean: probabilities for 'bernoulli') with respect to latent dimension
-        ``i`` at ``Z[n]``. The dtype follows ``Z``.
+        mean: probabilities for 'bernoulli', the probability of each level
+        for a categorical column) with respect to latent dimension ``i`` at
+        ``Z[n]``. The dtype follows ``Z``. ``n_features_out`` is
+        ``n_features``, or for a model with categorical columns one per
+        level of those (see Notes).
 
     See Also
     --------
@@ -232,6 +253,16 @@ def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
     of each layer per code) and the chunk's ``n_features x n_components``
     derivatives.
 
+    A model with categorical columns (fitted on a table) has one output
+    feature per level of such a column, the probability of that level
+    (``softmax`` of its logits), named ``<column>_<level>`` as by
+    ``OneHotEncoder`` and placed where the column is in the table; the
+    derivatives of a column's levels sum to zero. Other columns give the
+    mean of their family (counts as expected counts, not rounded). With
+    steps in front, ``input_space='pipeline'`` raises a ValueError for such a
+    model: probabilities of levels do not map back through the steps; pass
+    ``input_space='vae'``.
+
     Examples
     --------
     >>> import numpy as np
@@ -242,12 +273,28 @@ def decoder_jacobian(vae, Z, *, batch_size=None, input_space="pipeline"):
     ...                      random_state=0).fit(X)
     >>> decoder_jacobian(vae, np.zeros((3, 2))).shape
     (3, 5, 2)
+
+    A categorical column gives the probability of each of its levels, whose
+    derivatives sum to zero:
+
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"size": X[:, 0],
+    ...                       "kind": pd.Categorical(np.where(X[:, 1] > 0.5,
+    ...                                                       "big", "small"))})
+    >>> mixed = VAETransformer(likelihood="auto", max_iter=2,
+    ...                        random_state=0).fit(table)
+    >>> J = decoder_jacobian(mixed, np.zeros((3, 2)))
+    >>> J.shape
+    (3, 3, 2)
+    >>> bool(np.allclose(J[:, 1:].sum(axis=1), 0.0))
+    True
     """
     vae_, steps, Z = _check_decoder_input(vae, Z)
-    factor = output_derivative(steps, input_space)
+    factor = output_derivative(steps, input_space, vae_)
+    order = analysis_features(vae_)[1]
     J = _forward_jacobian(
         vae_,
-        lambda module, z: decoder_mean(module, module.decode(z)),
+        lambda module, z: _features(module, module.decode(z), order),
         Z,
         rows_per_chunk(vae_, batch_size, vae_.n_components),
     )
@@ -288,6 +335,15 @@ def latent_coupling(vae, Z, *, batch_size=None):
         re-encoded output with respect to latent dimension ``i`` of the code.
         The dtype follows ``Z``.
 
+    Notes
+    -----
+    A categorical column comes back as its most probable level, whose
+    derivative is zero almost everywhere; for a model with categorical
+    columns the round trip therefore feeds the encoder the probability of
+    each level in place of the level's one-hot indicator (the expected
+    indicator), so that the coupling through those columns is seen. Numeric
+    columns come back as the decoder's mean, as in ``inverse_transform``.
+
     See Also
     --------
     decoder_jacobian : The decoder's half of the product.
@@ -304,9 +360,19 @@ def latent_coupling(vae, Z, *, batch_size=None):
     (3, 3)
     """
     vae_, _, Z = _check_decoder_input(vae, Z)
-    def round_trip(module, z):
-        # Back into the encoder as internal values (a level's code, a count).
-        return module.encode(module.likelihood.mean(module.decode(z)))[0]
+    if has_levels(vae_):
+
+        def round_trip(module, z):
+            # A level's code (the arg-max) has no derivative: the encoder is
+            # fed each level's probability in place of its one-hot indicator.
+            encoded = soft_encoder_input(module.likelihood, module.decode(z))
+            return module.encoder(encoded)[:, : module.n_components]
+
+    else:
+
+        def round_trip(module, z):
+            # Back into the encoder as internal values (a count, a number).
+            return module.encode(module.likelihood.mean(module.decode(z)))[0]
 
     total = np.zeros((vae_.n_components, vae_.n_components))
     batch_size = rows_per_chunk(vae_, batch_size, vae_.n_components)
@@ -345,10 +411,17 @@ def latent_traversal(vae, z0=None, dim=0, values=None, *, input_space="pipeline"
 
     Returns
     -------
-    X_traversal : ndarray of shape (n_values, n_features)
+    X_traversal : ndarray of shape (n_values, n_features_out)
         The decoded outputs (the decoder's mean: probabilities for
         'bernoulli'), one row per value, float64 unless both ``z0`` and
-        ``values`` are float32.
+        ``values`` are float32. For a model fitted on a table
+        (``likelihood='auto'``, a list of pairs), whose ``inverse_transform``
+        gives levels and whole counts, the decoder's mean as numbers
+        instead: expected counts, and for a categorical column the
+        probability of each level (one column per level, named
+        ``<column>_<level>``, in the column's place). For such a model with
+        categorical columns and steps in front, ``input_space='pipeline'``
+        raises a ValueError (pass ``input_space='vae'``).
 
     See Also
     --------
@@ -395,7 +468,36 @@ def latent_traversal(vae, z0=None, dim=0, values=None, *, input_space="pipeline"
         raise ValueError(f"dim must be an integer in [0, {n_components}), got {dim!r}.")
     Z = np.tile(z0.astype(np.result_type(z0, values)), (values.shape[0], 1))
     Z[:, dim] = values
-    return np.asarray(estimator.inverse_transform(Z))
+    if not reads_table(vae_):
+        return np.asarray(estimator.inverse_transform(Z))
+    # A table's inverse_transform gives levels and whole counts; a traversal
+    # shows the decoder's mean as numbers: each level's probability.
+    steps = resolve_vae(estimator)[1]
+    check_feature_space(vae_, steps, input_space)
+    out = decoded_features(vae_, Z)
+    for step in reversed(steps):
+        out = step.inverse_transform(out)
+    return np.asarray(out)
+
+
+def decoded_features(vae, Z):
+    """The decoder mean per analysis feature at codes ``Z`` (no gradient)."""
+    order = analysis_features(vae)[1]
+    module, device = module_and_device(vae, Z.dtype)
+    out = None
+    with torch.no_grad():
+        for rows, z in tensor_blocks(Z, rows_per_chunk(vae, None), device):
+            block = _features(module, module.decode(z), order).cpu().numpy()
+            if out is None:
+                out = np.empty((Z.shape[0], block.shape[1]), dtype=Z.dtype)
+            out[rows] = block
+    return out
+
+
+def _features(module, decoded, order):
+    """The decoder mean per analysis feature, in the table's column order."""
+    out = decoder_mean(module, decoded)
+    return out if order is None else out[..., order]
 
 
 def _check_decoder_input(estimator, Z):

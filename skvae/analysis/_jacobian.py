@@ -1,5 +1,6 @@
 """The encoder side: how each input feature moves each latent dimension."""
 
+from functools import partial
 from numbers import Integral
 
 import numpy as np
@@ -7,8 +8,9 @@ import torch
 
 from .._data import tensor_blocks
 from ._common import (
+    analysis_feature_names,
+    analysis_features,
     check_input_space,
-    input_feature_names,
     module_and_device,
     resolve_vae,
     rows_per_chunk,
@@ -46,8 +48,9 @@ def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
         :func:`skvae.datasets.flows_preprocessor` (a ValueError says so
         otherwise), unless ``input_space='vae'``.
 
-    X : array-like of shape (n_samples, n_features)
-        Points at which to differentiate.
+    X : array-like or DataFrame of shape (n_samples, n_features)
+        Points at which to differentiate. A VAE fitted on a table takes the
+        table as ``transform`` does (category and string columns included).
 
     batch_size : int, default=None
         Rows per chunk; bounds the memory of the computation besides the
@@ -63,10 +66,14 @@ def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
 
     Returns
     -------
-    J : ndarray of shape (n_samples, n_components, n_features)
+    J : ndarray of shape (n_samples, n_components, n_features_out)
         The Jacobians, float64 for float64 input and float32 for float32
         input (computed by a float64 copy of the weights, or by the float32
-        weights).
+        weights; a table is read as float64). ``n_features_out`` is
+        ``n_features``, except for a model with categorical columns, where
+        each such column gives one feature per level seen in fit, in the
+        column's place, named ``<column>_<level>`` as by ``OneHotEncoder``
+        (see Notes).
 
     See Also
     --------
@@ -93,6 +100,22 @@ def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
     values outside the range the scaler was fitted on, and at its edges it is
     the derivative from the inside.
 
+    A model fitted on a table (``likelihood='auto'`` or a list of pairs)
+    encodes its columns before the encoder sees them. A numeric column
+    (numbers, counts, flags) is differentiated in its own units, through
+    that encoding (standardisation; ``log1p`` of counts, so a count's
+    derivative shrinks as ``1 / (1 + x)``; ``log`` of lognormal values, as
+    ``1 / x``). A categorical column has no derivative as a level, so it is
+    differentiated with respect to its one-hot input: ``J[n, k, j]`` for the
+    feature ``<column>_<level>`` is the change of ``z_k`` per unit of
+    probability put on that level, the other levels' indicators held fixed.
+    Only differences between levels of a column are meaningful (the
+    probabilities sum to one): moving a small probability ``d`` from level
+    ``a`` to level ``b`` changes ``z_k`` by about ``d (J_b - J_a)``, the
+    first-order part of the finite change that switching the level makes.
+    With ``input_space='pipeline'``, such a model with steps in front raises
+    a ValueError: the levels are not features of the steps' input.
+
     References
     ----------
     Papernot, N., McDaniel, P., Jha, S., Fredrikson, M., Celik, Z. B. and
@@ -111,6 +134,17 @@ def encoder_jacobian(vae, X, *, batch_size=None, input_space="pipeline"):
     (3, 2, 5)
     >>> J.dtype
     dtype('float64')
+
+    A table with a category: one feature per level, in the column's place.
+
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"size": X[:, 0],
+    ...                       "kind": pd.Categorical(np.where(X[:, 1] > 0.5,
+    ...                                                       "big", "small"))})
+    >>> mixed = VAETransformer(likelihood="auto", max_iter=2,
+    ...                        random_state=0).fit(table)
+    >>> encoder_jacobian(mixed, table[:3]).shape
+    (3, 2, 3)
     """
     _, J, blocks = jacobian_blocks(
         vae, X, batch_size, full=True, input_space=input_space
@@ -133,8 +167,10 @@ def jacobian_blocks(estimator, X, batch_size, full=False, input_space="pipeline"
     vae, X_vae, dX = to_vae_input(
         estimator, X, derivative=True, input_space=input_space
     )
-    # The supported steps keep the number of features.
-    shape = (X_vae.shape[0], vae.n_components, X_vae.shape[1])
+    features, order = analysis_features(vae)
+    # The supported steps keep the number of features; a categorical column
+    # has one feature per level.
+    shape = (X_vae.shape[0], vae.n_components, len(features))
     if dX is not None:
         # A diagonal Jacobian of the steps: scales the last axis of J.
         dX = np.asarray(dX, dtype=X_vae.dtype)
@@ -142,12 +178,17 @@ def jacobian_blocks(estimator, X, batch_size, full=False, input_space="pipeline"
 
     n_rows = shape[0] if full else min(batch_size, shape[0])
     out = np.empty((n_rows, *shape[1:]), dtype=X_vae.dtype)
+    chunk = (
+        _encoder_jacobian_chunk
+        if vae.module_.likelihood.is_identity_encoding
+        else partial(_encoded_jacobian_chunk, order=order)
+    )
 
     def blocks():
         module, device = module_and_device(vae, X_vae.dtype)
         for rows, x in tensor_blocks(X_vae, batch_size, device):
             block = out[rows] if full else out[: rows.stop - rows.start]
-            _encoder_jacobian_chunk(module, x, block)
+            chunk(module, x, block)
             if dX is not None:
                 block *= dX[rows] if dX.ndim == 3 else dX
             yield rows, block
@@ -173,6 +214,49 @@ def _encoder_jacobian_chunk(module, x, out):
             out[:, k] = gradient.cpu().numpy()
 
 
+def _encoded_jacobian_chunk(module, x, out, order=None):
+    """:func:`_encoder_jacobian_chunk` for a likelihood that encodes its columns.
+
+    ``x`` holds internal values. A numeric column is differentiated in its
+    own units, through its encoding (standardisation, ``log1p`` of counts,
+    ``log`` of lognormal values); a categorical column with respect to each
+    level's indicator in the one-hot input the encoder sees (a level's code
+    has no derivative). ``out`` has shape ``(m, n_components, n_features)``,
+    its features in the table's order (``order``: see
+    :func:`~skvae.analysis._common.analysis_features`).
+    """
+    likelihood = module.likelihood
+    n_components = module.n_components
+    with torch.enable_grad():
+        leaves, parts = [], []
+        blocks = zip(likelihood.families, likelihood.columns, strict=True)
+        for family, columns in blocks:
+            values = x[:, columns]
+            if family.discrete:
+                # The one-hot indicators are the variables: the encoder sees
+                # them as numbers (the probability of each level).
+                with torch.no_grad():
+                    leaf = family.encode(values)
+                leaf.requires_grad_(True)
+                parts.append(leaf)
+            else:
+                # Every numeric family encodes element-wise: autograd through
+                # encode is the chain rule, d encoder / d x = (d encoder / d
+                # encoded) (d encoded / d x), column by column.
+                leaf = values.detach().requires_grad_(True)
+                parts.append(family.encode(leaf))
+            leaves.append(leaf)
+        mean = module.encoder(torch.cat(parts, dim=-1))[:, :n_components]
+        for k in range(n_components):
+            gradients = torch.autograd.grad(
+                mean[:, k].sum(), leaves, retain_graph=k < n_components - 1
+            )
+            gradient = torch.cat(gradients, dim=-1)
+            if order is not None:
+                gradient = gradient[:, order]
+            out[:, k] = gradient.cpu().numpy()
+
+
 def latent_feature_importance(
     vae, X, *, n_top=None, batch_size=None, input_space="pipeline"
 ):
@@ -188,9 +272,9 @@ def latent_feature_importance(
         A fitted ``VAETransformer``, or a Pipeline ending in one (see
         :func:`encoder_jacobian` for the steps it may contain).
 
-    X : array-like of shape (n_samples, n_features)
+    X : array-like or DataFrame of shape (n_samples, n_features)
         Samples over which the derivatives are averaged, e.g. the training
-        data.
+        data (a table for a VAE fitted on one).
 
     n_top : int, default=None
         Keep only the ``n_top`` strongest features of each direction of each
@@ -214,7 +298,10 @@ def latent_feature_importance(
         - ``component``: the latent dimension's name, from
           ``get_feature_names_out`` (e.g. 'z0', as in the figures).
         - ``feature``: the input feature's name, from ``feature_names_in_``
-          when the estimator was fitted on a DataFrame, else 'x0', 'x1', ...
+          when the estimator was fitted on a DataFrame, else 'x0', 'x1', ...;
+          for a categorical column, one feature per level,
+          ``<column>_<level>``, whose gradient is with respect to the
+          level's one-hot indicator (see :func:`encoder_jacobian`).
         - ``direction``: 'raises' when ``mean_gradient > 0``, 'lowers' when it
           is negative, 'neutral' when it is exactly zero.
         - ``rank``: 1 for the largest ``|mean_gradient|`` within the component
@@ -298,7 +385,7 @@ def latent_feature_importance(
     )
     sign_agreement = n_agree / n_samples
 
-    feature_names = input_feature_names(vae, input_space)
+    feature_names = analysis_feature_names(vae, input_space)
     component_names = model.get_feature_names_out()
     records = []
     for k in range(n_components):

@@ -26,6 +26,13 @@ class JacobianDisplay:
     output. It is recommended to use :meth:`from_estimator` to create a
     display.
 
+    For a VAE fitted on a table with categorical columns, each such column
+    gives one feature per level seen in fit, named ``<column>_<level>``: on
+    the decoder side, the probability of the level; on the encoder side, the
+    level's indicator in the one-hot input of the encoder (see
+    :func:`skvae.analysis.encoder_jacobian`). Numeric columns are in their
+    own units.
+
     Parameters
     ----------
     jacobian : array-like of shape (n_components, n_features)
@@ -287,7 +294,8 @@ class JacobianDisplay:
             Feature labels. None takes the names of the features of
             ``input_space``: the Pipeline's ``feature_names_in_``, or for
             'vae' the VAE's or the output names of the steps before it, or
-            ``x0, x1, ...``.
+            ``x0, x1, ...``; a categorical column gives one name per level,
+            ``<column>_<level>``.
 
         input_space : {'pipeline', 'vae'}, default='pipeline'
             For a Pipeline, the rule of every function of
@@ -296,7 +304,8 @@ class JacobianDisplay:
             (scalers and the clip-at-zero step of
             :func:`skvae.datasets.flows_preprocessor`; any other step raises
             a ValueError); 'vae' differentiates in the VAE's own input space,
-            after the steps. Recorded in the display's ``input_space``.
+            after the steps. Recorded in the display's ``input_space``. A
+            VAE with categorical columns behind steps needs 'vae'.
 
         **kwargs : dict
             Passed to :meth:`plot`.
@@ -314,7 +323,7 @@ class JacobianDisplay:
         :func:`~skvae.analysis.encoder_jacobian`): the per-sample
         derivatives are never held all at once.
         """
-        from skvae.analysis._common import check_input_space, input_feature_names
+        from skvae.analysis._common import analysis_feature_names, check_input_space
         from skvae.analysis._decoder import finite_difference_blocks
         from skvae.analysis._jacobian import jacobian_blocks
 
@@ -322,7 +331,7 @@ class JacobianDisplay:
             raise ValueError(f"side must be one of {_SIDES}, got {side!r}.")
         check_input_space(input_space)
         vae, X_vae, _ = unwrap_vae(estimator, X, caller="JacobianDisplay")
-        names = input_feature_names(estimator, input_space)
+        names = analysis_feature_names(estimator, input_space)
         # Means accumulated chunk by chunk: the per-sample derivatives, of size
         # n_samples x n_components x n_features, are never held at once.
         if side == "encoder":
@@ -337,7 +346,7 @@ class JacobianDisplay:
         else:
             Z = vae.transform(X_vae)
             n_samples = len(Z)
-            jacobian = np.zeros((vae.n_components, vae.n_features_in_))
+            jacobian = np.zeros((vae.n_components, len(names)))
             _, _, blocks = finite_difference_blocks(
                 estimator,
                 Z,

@@ -16,6 +16,11 @@ class LatentTraversalDisplay:
     changes as ``z[dim]`` moves. Under posterior collapse nothing changes. It
     is recommended to use :meth:`from_estimator` to create a display.
 
+    For a VAE fitted on a table, the decoded features are the decoder's mean
+    as numbers (see :func:`skvae.analysis.latent_traversal`): expected
+    counts, and for a categorical column the probability of each level,
+    one feature per level named ``<column>_<level>``.
+
     Parameters
     ----------
     values : array-like of shape (n_values,)
@@ -305,7 +310,8 @@ class LatentTraversalDisplay:
 
         feature_names : array-like of str of shape (n_features,), default=None
             Feature labels. None takes the names of the features of
-            ``input_space`` (as :class:`JacobianDisplay` does).
+            ``input_space`` (as :class:`JacobianDisplay` does; a categorical
+            column gives one name per level, ``<column>_<level>``).
 
         input_space : {'pipeline', 'vae'}, default='pipeline'
             For a Pipeline, as everywhere in :mod:`skvae.analysis`: decode
@@ -321,7 +327,7 @@ class LatentTraversalDisplay:
             The display, drawn.
         """
         from skvae.analysis import latent_traversal
-        from skvae.analysis._common import check_input_space, input_feature_names
+        from skvae.analysis._common import analysis_feature_names, check_input_space
 
         check_input_space(input_space)
         if span not in ("data", "prior"):
@@ -360,7 +366,7 @@ class LatentTraversalDisplay:
             estimator, z0=z0, dim=dim, values=values, input_space=input_space
         )
         if feature_names is None:
-            feature_names = input_feature_names(estimator, input_space)
+            feature_names = analysis_feature_names(estimator, input_space)
         display = cls(
             values=values,
             decoded=decoded,
