@@ -234,18 +234,21 @@ class RowSource:
                 f"{(stop - start, self.n_features)}."
             )
         # A finite sum means every value is finite; only then is it cheap.
+        # NaN means missing (the model marginalises it); infinity is refused.
         if not np.isfinite(np.add.reduce(block, axis=None)):
-            bad = ~np.isfinite(block)
+            bad = np.isinf(block)
             if bad.any():
                 row = start + int(np.flatnonzero(bad.any(axis=1))[0])
                 if raw is not None:
                     refuse_overflow(
                         np.asarray(raw[row - start]), row, self.name, self.dtype
                     )
+                column = int(np.flatnonzero(bad[row - start])[0])
                 raise ValueError(
-                    f"{self.name} contains a non-finite value (NaN or infinity) in "
-                    f"{format_rows(start, stop)}, first at row {row:,}. Remove or "
-                    "impute those rows (e.g. sklearn.impute.SimpleImputer) first."
+                    f"{self.name} contains infinity in {format_rows(start, stop)}, "
+                    f"first at row {row:,}, column {column}. NaN marks a missing "
+                    "value; infinity is no value: replace it (e.g. by NaN, or "
+                    "clip) first."
                 )
         if self.check_block is not None:
             self.check_block(block, start, stop)

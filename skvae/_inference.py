@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 
 from ._losses import kl_divergence
-from ._modules import is_plain_vae, mlp_layers
+from ._modules import is_plain_vae, mlp_layers, prior_where_empty
 
 # Environment variables with which glibc's malloc returns freed memory to the
 # operating system eagerly (dask's nanny sets MALLOC_TRIM_THRESHOLD_): then every
@@ -257,8 +257,9 @@ class _InferenceView:
         self._decoder = _plan(mlp_layers(module.decoder), fused)
 
     def encode(self, x, workspace=None):
-        x = self.likelihood.encode(x)
-        mean, logvar = _run(self._encoder, x, workspace, "encoder").chunk(2, dim=-1)
+        encoded = self.likelihood.encode(x)
+        out = _run(self._encoder, encoded, workspace, "encoder")
+        mean, logvar = prior_where_empty(x, *out.chunk(2, dim=-1))
         return mean, logvar
 
     def decode(self, z, workspace=None):

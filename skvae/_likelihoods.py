@@ -17,6 +17,7 @@ Pure torch, apart from the support checks and samplers, which take numpy.
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -179,6 +180,9 @@ class Family(nn.Module):
 
     support = "real numbers"
     support_hint = ""
+    # A value in the support, which missing cells (NaN) stand in for when
+    # the support is checked: a missing cell is never out of support.
+    support_fill = 0.0
 
     # -- helpers of the standardised families
     def _apply_mask(self, nll, mask):
@@ -350,6 +354,7 @@ class LogNormal(_Located):
     name = "lognormal"
     learns_scale = True
     support = "positive numbers"
+    support_fill = 1.0
     support_hint = (
         "Use likelihood='calibrated_gaussian' for a column with zeros or "
         "negative values."
@@ -656,19 +661,35 @@ class TableLikelihood(nn.Module):
         Every column of the table in exactly one block.
     n_columns : int
         Columns of the table.
+    mask_inputs : bool, default=False
+        Whether the encoder also sees which cells are observed (one 0/1
+        input per column after the families' inputs): set for a model
+        trained on data with missing values.
 
     Decoder outputs and encoder inputs are laid out block after block; the
     negative log-likelihood, the mean and the samples come back in the
     table's own column order.
+
+    Missing values are NaN. The negative log-likelihood of a missing cell is
+    zero (the likelihood is that of the observed cells); the encoder sees a
+    missing cell as its column's training mean (no level at all, for a
+    categorical column: an all-zero one-hot), so that a standardised input is
+    0, the fill of MIWAE (Mattei and Frellsen, 2019), plus, with
+    ``mask_inputs``, the mask of observed cells.
     """
 
-    def __init__(self, blocks, n_columns):
+    def __init__(self, blocks, n_columns, mask_inputs=False):
         super().__init__()
+        self.mask_inputs = bool(mask_inputs)
         self.families = nn.ModuleList(family for family, _ in blocks)
         self.columns = [list(map(int, columns)) for _, columns in blocks]
         self.n_columns = int(n_columns)
         self.n_outputs = sum(f.n_outputs for f in self.families)
         self.n_inputs = sum(f.n_inputs for f in self.families)
+        if self.mask_inputs:
+            self.n_inputs += self.n_columns
+        # What a missing cell is filled with on the way into the encoder.
+        self.register_buffer("fill", torch.zeros(self.n_columns))
         covered = sorted(c for columns in self.columns for c in columns)
         if covered != list(range(self.n_columns)):
             raise ValueError("every column must be in exactly one block")
@@ -692,6 +713,7 @@ class TableLikelihood(nn.Module):
     def config(self):
         return {
             "n_columns": self.n_columns,
+            "mask_inputs": self.mask_inputs,
             "blocks": [
                 {**family.config(), "columns": list(columns)}
                 for family, columns in zip(self.families, self.columns, strict=True)
@@ -713,7 +735,7 @@ class TableLikelihood(nn.Module):
                     block["columns"],
                 )
             )
-        return cls(blocks, config["n_columns"])
+        return cls(blocks, config["n_columns"], config.get("mask_inputs", False))
 
     @property
     def log_scale(self):
@@ -733,9 +755,22 @@ class TableLikelihood(nn.Module):
         return self._single and self.families[0].identity_encoding
 
     def fit_statistics(self, x):
-        """Set every family's encoding statistics from training values ``x``."""
+        """Set every family's encoding statistics from training values ``x``.
+
+        Missing cells (NaN) are left out; the fill of a missing cell is its
+        column's mean (NaN for a categorical column: no level).
+        """
+        x = np.asarray(x, dtype=np.float64)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an empty column
+            fill = np.nanmean(x, axis=0) if x.shape[0] else np.zeros(x.shape[1])
+        fill = np.where(np.isfinite(fill), fill, 0.0)
         for family, columns in zip(self.families, self.columns, strict=True):
-            family.fit_statistics(np.asarray(x)[:, columns])
+            family.fit_statistics(x[:, columns])
+            if family.discrete:
+                fill[columns] = np.nan
+        with torch.no_grad():
+            self.fill.copy_(torch.from_numpy(fill))
 
     def initialise_output_bias(self, bias):
         """Start the decoder's last bias at each family's suggestion."""
@@ -753,11 +788,31 @@ class TableLikelihood(nn.Module):
                 yield family, x[..., columns]
 
     # -- encoder side
-    def encode(self, x):
-        """Encoder input (n, n_inputs) of the internal values ``x``."""
+    def encode_complete(self, x):
+        """Encoder input of ``x`` without missing values (no mask inputs)."""
         if self.is_identity_encoding:
             return x
         return torch.cat([family.encode(v) for family, v in self._blocks(x)], dim=-1)
+
+    def encode(self, x):
+        """Encoder input (n, n_inputs) of the internal values ``x``.
+
+        Missing cells (NaN) are filled (see the class); with
+        ``mask_inputs``, the mask of observed cells follows.
+        """
+        missing = torch.isnan(x)
+        if not self.mask_inputs and not bool(missing.any()):
+            return self.encode_complete(x)
+        filled = torch.where(missing, self.fill.to(x.dtype), x)
+        encoded = self.encode_complete(filled)
+        if self.mask_inputs:
+            encoded = torch.cat([encoded, (~missing).to(x.dtype)], dim=-1)
+        return encoded
+
+    @staticmethod
+    def empty_rows(x):
+        """Rows of ``x`` with no observed cell (their posterior is the prior)."""
+        return torch.isnan(x).all(dim=-1)
 
     # -- the likelihood
     def _gather(self, parts):
@@ -768,7 +823,15 @@ class TableLikelihood(nn.Module):
         return out.index_select(-1, self._inverse.to(out.device))
 
     def nll(self, decoded, x, mask=None):
-        """Per-element NLL, (..., n, n_columns), in the table's column order."""
+        """Per-element NLL, (..., n, n_columns), in the table's column order.
+
+        ``mask`` (True where observed) defaults to the cells of ``x`` that are
+        not NaN; a missing cell's NLL is zero.
+        """
+        if mask is None:
+            missing = torch.isnan(x)
+            if bool(missing.any()):
+                mask = ~missing
         if self._single:
             return self.families[0].nll(decoded, x, mask)
         parts = []
@@ -784,7 +847,7 @@ class TableLikelihood(nn.Module):
 
         May overwrite ``decoded``; for a single family, its in-place form.
         """
-        if self._single:
+        if self._single and not bool(torch.isnan(x).any()):
             return self.families[0].row_nll_(decoded, x)
         target = x.expand(*decoded.shape[:-1], x.shape[-1])
         return self.nll(decoded, target).sum(dim=-1)
@@ -857,6 +920,9 @@ class TableLikelihood(nn.Module):
         first = None
         for family, columns in zip(self.families, self.columns, strict=True):
             block = x if self._single else x[:, columns]
+            missing = np.isnan(block)
+            if missing.any():
+                block = np.where(missing, family.support_fill, block)
             bad = family.check_support(block)
             if bad is not None and (first is None or bad[0] < first[0]):
                 first = (bad[0], columns[bad[1]], family)
@@ -867,7 +933,7 @@ class TableLikelihood(nn.Module):
                 if f.integer for c in cols]
 
 
-def single_family(name, n_columns, standardize=False):
+def single_family(name, n_columns, standardize=False, mask_inputs=False):
     """The :class:`TableLikelihood` of one family over ``n_columns`` columns."""
     family = get_family(name)
     if family is Categorical:
@@ -876,5 +942,7 @@ def single_family(name, n_columns, standardize=False):
             "DataFrame with category (or string) columns, or use 'auto'."
         )
     return TableLikelihood(
-        [(family(n_columns, standardize=standardize), range(n_columns))], n_columns
+        [(family(n_columns, standardize=standardize), range(n_columns))],
+        n_columns,
+        mask_inputs=mask_inputs,
     )

@@ -107,7 +107,7 @@ class VAEModule(nn.Module):
         likelihood encodes them for the encoder.
         """
         mean, logvar = self.encoder(self.likelihood.encode(x)).chunk(2, dim=-1)
-        return mean, logvar
+        return prior_where_empty(x, mean, logvar)
 
     @property
     def log_scale(self):
@@ -128,6 +128,16 @@ class VAEModule(nn.Module):
         mean, logvar = self.encode(x)
         z = mean + torch.exp(0.5 * logvar) * eps
         return self.decode(z), mean, logvar
+
+
+def prior_where_empty(x, mean, logvar):
+    """``(mean, logvar)``, with the prior's ``(0, 0)`` on rows of ``x`` that are
+    all missing (NaN): with nothing observed, the posterior is the prior."""
+    empty = torch.isnan(x).all(dim=-1, keepdim=True)
+    if x.shape[-1] == 0 or not bool(empty.any()):
+        return mean, logvar
+    zero = torch.zeros((), dtype=mean.dtype, device=mean.device)
+    return torch.where(empty, zero, mean), torch.where(empty, zero, logvar)
 
 
 class Layer(NamedTuple):

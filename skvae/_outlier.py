@@ -1,5 +1,6 @@
 """The outlier detector: a VAE whose anomaly score is a log-likelihood estimate."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -347,7 +348,15 @@ default='calibrated_gaussian'
         snapshot = self._restorable()
         train(X)
         try:
-            self.offset_ = self._offset(self.score_samples(X))
+            bound, nll = self._importance_terms(X, contributions=True)
+            # What a missing cell costs a row's score: its column's mean
+            # negative log-likelihood on the training rows that observe it.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # none observed
+                column_nll = np.nanmean(nll, axis=0)
+            self.column_nll_ = np.where(np.isfinite(column_nll), column_nll, 0.0)
+            missing = np.isnan(nll)
+            self.offset_ = self._offset(bound - missing @ self.column_nll_)
         except BaseException:
             snapshot.restore(self)
             raise
@@ -378,8 +387,10 @@ default='calibrated_gaussian'
         scores : ndarray of shape (n_samples,), float64
             Estimated ``log p(x)`` of each sample.
         """
-        log_weights, _ = self._importance_terms(X, contributions=False)
-        return log_weights
+        bound, missing = self._importance_terms(X, contributions=False)
+        if missing is not None:
+            bound = bound - missing @ self.column_nll_
+        return bound
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers.
@@ -462,7 +473,11 @@ default='calibrated_gaussian'
         return self._wrap_features(contributions, X)
 
     def _importance_terms(self, X, contributions):
-        """The bound per row and, if asked, the mean per-feature NLL per row."""
+        """The bound per row and, if asked, the mean per-feature NLL per row.
+
+        The NLL of a missing cell is NaN. Without ``contributions``, the second
+        value is the missing-cell mask (None when every cell is observed).
+        """
         check_is_fitted(self)
         X = self._validate_rows(X)
         self._check_support(X)
@@ -471,7 +486,8 @@ default='calibrated_gaussian'
         device = next(module.parameters()).device
         n_draws = int(self.n_importance_samples)
         eps = importance_noise(n_draws, self.n_components).to(device)
-        chunk = max(1, _CHUNK_FLOATS // (n_draws * max(X.shape[1], 1)))
+        width = max(X.shape[1], module.likelihood.n_outputs, 1)
+        chunk = max(1, _CHUNK_FLOATS // (n_draws * width))
         bound = np.empty(X.shape[0], dtype=np.float64)
         nll = np.empty(X.shape, dtype=np.float64) if contributions else None
         with torch.no_grad():
@@ -480,13 +496,16 @@ default='calibrated_gaussian'
                 bound[rows] = importance_weighted_bound(log_weights).cpu()
                 if contributions:
                     nll[rows] = nll_draws.mean(dim=0).cpu()
+        missing = np.isnan(X) if np.isnan(X).any() else None
+        if contributions and missing is not None:
+            nll[missing] = np.nan
         if not np.all(np.isfinite(bound)):
             raise ValueError(
                 "The log-likelihood estimate is not finite for some rows; the "
                 "input is finite, so the model's weights are not. Refit it, for "
                 "example with a smaller learning_rate_init."
             )
-        return bound, nll
+        return bound, (nll if contributions else missing)
 
     def _wrap_features(self, values, X):
         names = getattr(self, "feature_names_in_", None)

@@ -335,7 +335,7 @@ def to_internal(spec, X):
     return out
 
 
-def build_likelihood(spec, X_internal):
+def build_likelihood(spec, X_internal, mask_inputs=False):
     """The :class:`TableLikelihood` of ``spec``, statistics from ``X_internal``.
 
     Numeric columns of one family share a block; each categorical column is a
@@ -355,7 +355,9 @@ def build_likelihood(spec, X_internal):
             (family(len(columns), standardize=spec["standardize"]), columns)
         )
     blocks.sort(key=lambda block: block[1][0])
-    likelihood = TableLikelihood(blocks, len(spec["families"]))
+    likelihood = TableLikelihood(
+        blocks, len(spec["families"]), mask_inputs=mask_inputs
+    )
     likelihood.fit_statistics(np.asarray(X_internal, dtype=np.float64))
     return likelihood
 

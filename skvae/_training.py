@@ -64,6 +64,9 @@ class Objective:
     beta: float
     kl_warmup: int
     n_features: int
+    # Whether the training rows have missing values (NaN): False, True, or
+    # None where that is not known before reading them (a streamed X).
+    missing: object = False
 
     def kl_weight(self, epoch):
         """KL weight at 0-based ``epoch``: a linear ramp to beta over kl_warmup."""
@@ -127,9 +130,20 @@ def make_train_step(module, optimizer, objective):
     Both map ``(x, eps, kl_weight)`` to the detached sums
     ``[sum of recon_mean, sum of kl]`` over the batch.
     """
-    if HandBackprop.supports(module):
-        return HandBackprop(module, optimizer, objective)
-    return partial(train_step, module, optimizer, objective)
+    autograd = partial(train_step, module, optimizer, objective)
+    if not HandBackprop.supports(module) or objective.missing is True:
+        return autograd
+    fast = HandBackprop(module, optimizer, objective)
+    if objective.missing is False:
+        return fast
+
+    def step(x, eps, kl_weight):
+        # Rows not known to be complete: batches with a hole train by autograd.
+        if bool(torch.isnan(x).any()):
+            return autograd(x, eps, kl_weight)
+        return fast(x, eps, kl_weight)
+
+    return step
 
 
 class HandBackprop:
@@ -158,6 +172,7 @@ class HandBackprop:
         return (
             is_plain_vae(module)
             and getattr(likelihood, "closed_form", False)
+            and not getattr(likelihood, "mask_inputs", True)
             and all(p.requires_grad for p in module.parameters())
         )
 
@@ -178,7 +193,9 @@ class HandBackprop:
     def _step(self, x, eps, kl_weight):
         objective = self.objective
         n_rows = x.shape[0]
-        encoded, encoder_saved = _forward(self.encoder, self.likelihood.encode(x))
+        encoded, encoder_saved = _forward(
+            self.encoder, self.likelihood.encode_complete(x)
+        )
         mean, logvar = encoded.chunk(2, dim=-1)
         noise = torch.exp(0.5 * logvar).mul_(eps)
         decoded, decoder_saved = _forward(self.decoder, mean + noise)

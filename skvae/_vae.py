@@ -566,14 +566,24 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             if table is not None:
                 X = table_to_internal(table, X)
             X = validate_data(
-                self, X, dtype=[np.float64, np.float32], reset=first_pass
+                self,
+                X,
+                dtype=[np.float64, np.float32],
+                reset=first_pass,
+                ensure_all_finite="allow-nan",
             )
             n_samples, n_features = X.shape
+        # NaN marks a missing value; None: not known before the stream is read.
+        missing = None if streamed else bool(np.isnan(X).any())
         if first_pass:
             if table is not None:
-                likelihood = build_likelihood(table, X)
+                likelihood = build_likelihood(table, X, mask_inputs=bool(missing))
             else:
-                likelihood = single_family(self.likelihood, n_features)
+                likelihood = single_family(
+                    self.likelihood, n_features, mask_inputs=bool(missing)
+                )
+                if not streamed:
+                    likelihood.fit_statistics(X)
         else:
             likelihood = self.module_.likelihood
         if not streamed:
@@ -645,7 +655,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 # of the whole copy would hold 1.5x its size in temporaries.
                 chunk = chunk_rows(n_features)
                 for start in range(0, n_samples, chunk):
-                    finite = torch.isfinite(X_all[start : start + chunk]).all(dim=1)
+                    finite = ~torch.isinf(X_all[start : start + chunk]).any(dim=1)
                     if not bool(finite.all()):
                         row = start + int(torch.nonzero(~finite)[0, 0])
                         refuse_overflow(X[row], row, "X", np.float32)
@@ -667,7 +677,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             status = fit_loop(
                 self.module_,
                 optimizer,
-                self._objective(),
+                self._objective(missing),
                 rows,
                 history=self._history,
                 max_epochs=1 if incremental else self.max_iter,
@@ -775,7 +785,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _support_check(self, block, start, stop):
         self._check_support(block, (start, stop))
 
-    def _objective(self):
+    def _objective(self, missing=False):
         recon_weight = (
             self.n_features_in_ if self.recon_weight == "auto" else self.recon_weight
         )
@@ -784,6 +794,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             beta=float(self.beta),
             kl_warmup=int(self.kl_warmup),
             n_features=self.n_features_in_,
+            missing=missing,
         )
 
     def _get_optimizer(self):
@@ -1008,7 +1019,13 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         check_numeric_input(X)
         if getattr(self, "_table", None) is not None:
             X = table_to_internal(self._table, X)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return validate_data(
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            reset=False,
+            ensure_all_finite="allow-nan",
+        )
 
     def _as_table(self, values):
         """Internal values as the DataFrame of fit, where fit saw a table."""
@@ -1150,6 +1167,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.allow_nan = True
         return tags
 
     # ------------------------------------------------------------ pickling

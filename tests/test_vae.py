@@ -202,7 +202,6 @@ def test_input_is_not_mutated(gaussian_data):
 @pytest.mark.parametrize(
     "X, match",
     [
-        (np.array([[0.0, np.nan], [1.0, 2.0]]), "NaN"),
         (np.array([[0.0, np.inf], [1.0, 2.0]]), "infinity"),
         (np.empty((0, 3)), "0 sample"),
         (np.array([["a", "b"], ["c", "d"]], dtype=object), "could not convert"),
