@@ -17,6 +17,7 @@ Pure torch, apart from the support checks and samplers, which take numpy.
 """
 
 import math
+import numbers
 import warnings
 
 import numpy as np
@@ -426,11 +427,15 @@ class Bernoulli(Family):
 
 
 class Categorical(Family):
-    """Softmax over the levels seen in fit; one column, ``n_levels`` logits.
+    """Softmax over the levels seen in fit, for one or more columns.
 
-    The encoder sees the level one-hot; the internal value is the level's
-    code. The mean is the most probable level (what ``inverse_transform``
-    returns); :meth:`mean_features` gives the probability of every level.
+    Column ``j`` has ``n_levels[j]`` logits (decoder outputs) and as many
+    one-hot inputs; its internal value is the level's code (0 ..
+    ``n_levels[j] - 1``). The mean is the most probable level (what
+    ``inverse_transform`` returns); :meth:`mean_features` gives the
+    probability of every level. The columns of a block are computed together
+    (their logits padded to the widest column): one call per batch, however
+    many categorical columns a table has.
     """
 
     name = "categorical"
@@ -440,61 +445,110 @@ class Categorical(Family):
     support_hint = "Pass the column as a category or string column."
 
     def __init__(self, n_columns=1, n_levels=2, standardize=False):
-        if n_columns != 1:
-            raise ValueError("a categorical block holds one column")
-        super().__init__(1, int(n_levels), standardize)
+        if isinstance(n_levels, numbers.Integral):
+            n_levels = [int(n_levels)] * int(n_columns)
+        n_levels = [int(k) for k in n_levels]
+        if len(n_levels) != n_columns or min(n_levels, default=1) < 1:
+            raise ValueError(
+                f"a categorical block of {n_columns} columns needs one positive "
+                f"number of levels per column, got {n_levels}"
+            )
+        super().__init__(n_columns, n_levels[0] if n_columns == 1 else n_levels,
+                         standardize)
+        self.levels_per_column = n_levels
+        width = max(n_levels, default=1)
+        offsets = np.concatenate([[0], np.cumsum(n_levels)[:-1]]).astype(np.int64)
+        total = int(sum(n_levels))
+        # Position of (column, level) in the padded (columns, width) layout,
+        # in the flat outputs; padding points one past the end (-inf there).
+        padded = np.full((n_columns, width), total, dtype=np.int64)
+        for j, (offset, k) in enumerate(zip(offsets, n_levels, strict=True)):
+            padded[j, :k] = offset + np.arange(k)
+        valid = (padded < total).ravel()
+        self._width = width
+        self._total = total
+        self._offsets = torch.from_numpy(offsets)
+        self._padded = torch.from_numpy(padded.ravel())
+        self._valid = torch.from_numpy(np.flatnonzero(valid))
+        self._n_levels = torch.tensor(n_levels)
 
     @property
-    def outputs_per_column(self):
-        return self.n_levels
+    def n_outputs(self):
+        return self._total
 
     @property
-    def inputs_per_column(self):
-        return self.n_levels
+    def n_inputs(self):
+        return self._total
+
+    def config(self):
+        config = super().config()
+        config["n_levels"] = list(self.levels_per_column)
+        return config
+
+    def _pad(self, decoded):
+        """Logits ``(..., total)`` as ``(..., n_columns, width)``, -inf padded."""
+        shape = decoded.shape[:-1]
+        extended = torch.cat(
+            [decoded, decoded.new_full((*shape, 1), -math.inf)], dim=-1
+        )
+        index = self._padded.to(decoded.device)
+        return extended.index_select(-1, index).view(
+            *shape, self.n_columns, self._width
+        )
+
+    def _unpad(self, padded):
+        shape = padded.shape[:-2]
+        flat = padded.reshape(*shape, self.n_columns * self._width)
+        return flat.index_select(-1, self._valid.to(padded.device))
 
     def encode(self, x):
-        codes = torch.nan_to_num(x[:, 0], nan=-1.0).long()
-        out = torch.zeros(x.shape[0], self.n_levels, dtype=x.dtype, device=x.device)
+        codes = torch.nan_to_num(x, nan=-1.0).long()
         observed = codes >= 0
-        out[observed] = F.one_hot(codes[observed], self.n_levels).to(x.dtype)
-        return out
+        positions = codes + self._offsets.to(x.device)
+        out = torch.zeros(*x.shape[:-1], self._total + 1, dtype=x.dtype,
+                          device=x.device)
+        # A missing cell writes into the spare last slot, which is dropped.
+        positions = torch.where(observed, positions, self._total)
+        out.scatter_(-1, positions, 1.0)
+        return out[..., : self._total]
 
     def _codes(self, x):
-        return torch.nan_to_num(x[..., 0], nan=0.0).long().clamp_(0, self.n_levels - 1)
+        codes = torch.nan_to_num(x, nan=0.0).long()
+        return torch.minimum(codes.clamp_(min=0), self._n_levels.to(x.device) - 1)
 
     def nll(self, decoded, x, mask=None):
-        log_norm = torch.logsumexp(decoded, dim=-1)
-        chosen = torch.gather(decoded, -1, self._codes(x).unsqueeze(-1))[..., 0]
-        out = (log_norm - chosen).unsqueeze(-1)
-        return self._apply_mask(out, mask)
+        log_probability = torch.log_softmax(self._pad(decoded), dim=-1)
+        chosen = torch.gather(log_probability, -1, self._codes(x).unsqueeze(-1))
+        return self._apply_mask(-chosen[..., 0], mask)
 
     def nll_and_grad(self, decoded, x, weight):
-        codes = self._codes(x)
-        log_probability = torch.log_softmax(decoded, dim=-1)
-        total = -torch.gather(log_probability, -1, codes.unsqueeze(-1)).sum()
+        codes = self._codes(x).unsqueeze(-1)
+        log_probability = torch.log_softmax(self._pad(decoded), dim=-1)
+        total = -torch.gather(log_probability, -1, codes).sum()
         grad = log_probability.exp_()
-        grad[torch.arange(grad.shape[0], device=grad.device), codes] -= 1.0
-        return total, grad.mul_(weight), {}
+        grad.scatter_add_(-1, codes, torch.full_like(codes, -1, dtype=grad.dtype))
+        return total, self._unpad(grad).mul_(weight), {}
 
     def mean(self, decoded):
-        return torch.argmax(decoded, dim=-1, keepdim=True).to(decoded.dtype)
+        return torch.argmax(self._pad(decoded), dim=-1).to(decoded.dtype)
 
     def mean_features(self, decoded):
-        return torch.softmax(decoded, dim=-1)
+        return self._unpad(torch.softmax(self._pad(decoded), dim=-1))
 
     def sample(self, decoded, rng):
-        shifted = decoded - decoded.max(axis=-1, keepdims=True)
-        probability = np.exp(shifted)
-        probability /= probability.sum(axis=-1, keepdims=True)
-        cumulative = np.cumsum(probability, axis=-1)
-        u = rng.uniform(size=(decoded.shape[0], 1))
-        codes = np.minimum((u > cumulative).sum(axis=-1), self.n_levels - 1)
-        return codes.astype(np.float64)[:, None]
+        probability = self.mean_features(torch.as_tensor(decoded)).numpy()
+        out = np.empty((decoded.shape[0], self.n_columns))
+        start = 0
+        u = rng.uniform(size=(decoded.shape[0], self.n_columns))
+        for j, k in enumerate(self.levels_per_column):
+            cumulative = np.cumsum(probability[:, start : start + k], axis=-1)
+            out[:, j] = np.minimum((u[:, j : j + 1] > cumulative).sum(axis=-1), k - 1)
+            start += k
+        return out
 
     def check_support(self, x):
-        return _first_bad(
-            ~((x >= 0) & (x < self.n_levels) & (np.floor(x) == x))
-        )
+        limits = np.asarray(self.levels_per_column)
+        return _first_bad(~((x >= 0) & (x < limits) & (np.floor(x) == x)))
 
 
 class _Count(Family):
@@ -700,6 +754,14 @@ class TableLikelihood(nn.Module):
         )
         self._order = torch.tensor([c for cols in self.columns for c in cols])
         self._inverse = torch.argsort(self._order)
+        # The columns in block order: one gather per batch, then each block
+        # is a slice (a view) of it.
+        self._in_order = bool(torch.equal(self._order, torch.arange(self.n_columns)))
+        self._column_slices = []
+        start = 0
+        for columns in self.columns:
+            self._column_slices.append(slice(start, start + len(columns)))
+            start += len(columns)
         out_slices, in_slices = [], []
         start_out = start_in = 0
         for family in self.families:
@@ -780,12 +842,19 @@ class TableLikelihood(nn.Module):
                 if start is not None:
                     bias[out].copy_(start)
 
+    def _block_order(self, x):
+        """``x``'s columns in block order (one gather, or ``x`` itself)."""
+        if self._in_order:
+            return x
+        return x.index_select(-1, self._order.to(x.device))
+
     def _blocks(self, x):
-        for family, columns in zip(self.families, self.columns, strict=True):
-            if self._single:
-                yield family, x
-            else:
-                yield family, x[..., columns]
+        if self._single:
+            yield self.families[0], x
+            return
+        ordered = self._block_order(x)
+        for family, columns in zip(self.families, self._column_slices, strict=True):
+            yield family, ordered[..., columns]
 
     # -- encoder side
     def encode_complete(self, x):
@@ -820,6 +889,8 @@ class TableLikelihood(nn.Module):
         if self._single:
             return parts[0]
         out = torch.cat(parts, dim=-1)
+        if self._in_order:
+            return out
         return out.index_select(-1, self._inverse.to(out.device))
 
     def nll(self, decoded, x, mask=None):
@@ -834,12 +905,16 @@ class TableLikelihood(nn.Module):
                 mask = ~missing
         if self._single:
             return self.families[0].nll(decoded, x, mask)
+        ordered = self._block_order(x)
+        ordered_mask = None if mask is None else self._block_order(mask)
         parts = []
         for family, out, columns in zip(
-            self.families, self._out_slices, self.columns, strict=True
+            self.families, self._out_slices, self._column_slices, strict=True
         ):
-            block_mask = None if mask is None else mask[..., columns]
-            parts.append(family.nll(decoded[..., out], x[..., columns], block_mask))
+            block_mask = None if mask is None else ordered_mask[..., columns]
+            parts.append(
+                family.nll(decoded[..., out], ordered[..., columns], block_mask)
+            )
         return self._gather(parts)
 
     def row_nll_(self, decoded, x):
@@ -859,11 +934,12 @@ class TableLikelihood(nn.Module):
         total = 0.0
         grads = []
         parameter_grads = {}
+        ordered = self._block_order(x)
         for family, out, columns in zip(
-            self.families, self._out_slices, self.columns, strict=True
+            self.families, self._out_slices, self._column_slices, strict=True
         ):
             part, grad, params = family.nll_and_grad(
-                decoded[:, out], x[:, columns], weight
+                decoded[:, out], ordered[:, columns], weight
             )
             total = total + part
             grads.append(grad)
@@ -899,7 +975,8 @@ class TableLikelihood(nn.Module):
         out = []
         for family, columns in zip(self.families, self.columns, strict=True):
             if family.discrete:
-                out.extend((columns[0], level) for level in range(family.n_levels))
+                for column, k in zip(columns, family.levels_per_column, strict=True):
+                    out.extend((column, level) for level in range(k))
             else:
                 out.extend((c, None) for c in columns)
         return out

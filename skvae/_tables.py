@@ -338,22 +338,23 @@ def to_internal(spec, X):
 def build_likelihood(spec, X_internal, mask_inputs=False):
     """The :class:`TableLikelihood` of ``spec``, statistics from ``X_internal``.
 
-    Numeric columns of one family share a block; each categorical column is a
-    block of its own (its own number of levels).
+    The columns of one family share a block (categorical columns too, each
+    with its own number of levels), so that a batch costs one call per
+    family, not per column.
     """
     groups = {}
     blocks = []
     for i, name in enumerate(spec["families"]):
-        family = get_family(name)
-        if family is Categorical:
-            blocks.append((family(1, n_levels=len(spec["levels"][i])), [i]))
-        else:
-            groups.setdefault(name, []).append(i)
+        groups.setdefault(name, []).append(i)
     for name, columns in groups.items():
         family = get_family(name)
-        blocks.append(
-            (family(len(columns), standardize=spec["standardize"]), columns)
-        )
+        if family is Categorical:
+            levels = [len(spec["levels"][i]) for i in columns]
+            blocks.append((family(len(columns), n_levels=levels), columns))
+        else:
+            blocks.append(
+                (family(len(columns), standardize=spec["standardize"]), columns)
+            )
     blocks.sort(key=lambda block: block[1][0])
     likelihood = TableLikelihood(
         blocks, len(spec["families"]), mask_inputs=mask_inputs

@@ -45,9 +45,9 @@ def _mixed(n_features=7):
     return TableLikelihood(
         [
             (Gaussian(3, standardize=True), [0, 2, 6]),
-            (Categorical(1, n_levels=3), [1]),
+            # Two categorical columns in one block, of 3 and 2 levels.
+            (Categorical(2, n_levels=[3, 2]), [1, 5]),
             (NegativeBinomial(2), [3, 4]),
-            (Categorical(1, n_levels=2), [5]),
         ],
         n_features,
     )
