@@ -425,7 +425,7 @@ def test_valid_hash_does_not_make_a_hostile_document_load(gaussian_data):
     # A module whose weights do not fit its recorded layout; a layout too big
     # to allocate is refused before anything is built.
     module = document["attributes"]["module_"]
-    for hidden, message in [([8], "needs 170 weights"), ([2**40], "needs 2")]:
+    for hidden, message in [([8], "needs 176 weights"), ([2**40], "needs 2")]:
         config = dict(module["config"])
         config["items"] = [
             [k, hidden if k == "hidden_layer_sizes" else v] for k, v in config["items"]
