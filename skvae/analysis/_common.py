@@ -356,6 +356,9 @@ def soft_encoder_input(likelihood, decoded):
             parts.append(family.mean_features(block))
         else:
             parts.append(family.encode(family.mean(block)))
+    if likelihood.mask_inputs:
+        # The decoder's mean is a complete row: every cell observed.
+        parts.append(decoded.new_ones((*decoded.shape[:-1], likelihood.n_columns)))
     return torch.cat(parts, dim=-1)
 
 

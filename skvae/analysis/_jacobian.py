@@ -246,6 +246,9 @@ def _encoded_jacobian_chunk(module, x, out, order=None):
                 leaf = values.detach().requires_grad_(True)
                 parts.append(family.encode(leaf))
             leaves.append(leaf)
+        if likelihood.mask_inputs:
+            # A model trained with holes also sees which cells are observed.
+            parts.append((~torch.isnan(x)).to(x.dtype))
         mean = module.encoder(torch.cat(parts, dim=-1))[:, :n_components]
         for k in range(n_components):
             gradients = torch.autograd.grad(
