@@ -336,6 +336,102 @@ def test_as_frame_matches_the_arrays():
     np.testing.assert_array_equal(y_series.to_numpy(), y)
 
 
+# Written out by hand: packets and flag counts are counts; ports and the
+# protocol are identifiers; everything else is a time, a size or a moment.
+RAW_COUNTS = ["fwd_tot_pkt", "bwd_tot_pkt"] + [
+    f"{d}_{f}_cnt" for d in ("fwd", "bwd") for f in FLAGS
+]
+
+
+@pytest.fixture(scope="module")
+def raw_flows():
+    pytest.importorskip("pandas")
+    return make_flows(n_samples=400, noise=0.5, random_state=3, raw=True)
+
+
+def test_raw_table_has_each_columns_dtype(raw_flows):
+    pd = pytest.importorskip("pandas")
+    X, y = raw_flows
+    assert isinstance(X, pd.DataFrame) and isinstance(y, pd.Series)
+    assert list(X.columns) == EXPECTED_NAMES
+    assert y.name == "label" and y.dtype == np.int64
+    for name in EXPECTED_NAMES:
+        dtype = X[name].dtype
+        if name in RAW_COUNTS or name == "src_port":
+            assert dtype == np.int64, name
+        elif name in ("protocol", "dst_port"):
+            assert isinstance(dtype, pd.CategoricalDtype), name
+        else:
+            assert dtype == np.float64, name
+    assert len(RAW_COUNTS) == 18
+    counts = X[RAW_COUNTS].to_numpy()
+    assert counts.min() == 0 and counts.max() > 10
+
+
+def test_raw_table_holds_the_float_tables_values(raw_flows):
+    X_raw, y_raw = raw_flows
+    X, y = make_flows(n_samples=400, noise=0.5, random_state=3)
+    np.testing.assert_array_equal(y_raw.to_numpy(), y)
+    numeric = [n for n in EXPECTED_NAMES if n not in ("protocol", "dst_port")]
+    index = [EXPECTED_NAMES.index(n) for n in numeric]
+    # every number, counts included, is the float table's exactly
+    np.testing.assert_array_equal(X_raw[numeric].to_numpy(np.float64), X[:, index])
+    assert (X_raw["protocol"] == "TCP").all()
+    assert (column(X, "protocol") == 6).all()
+    ports = X_raw["dst_port"].astype(np.int64).to_numpy()
+    np.testing.assert_array_equal(ports, column(X, "dst_port"))
+    # and the float table is the same with or without as_frame
+    X_frame, _ = make_flows(n_samples=400, noise=0.5, random_state=3, as_frame=True)
+    np.testing.assert_array_equal(X_frame.to_numpy(), X)
+
+
+def test_raw_table_categories(raw_flows):
+    X, y = raw_flows
+    assert X["protocol"].cat.categories.tolist() == ["TCP"]
+    assert X["dst_port"].cat.categories.tolist() == [
+        22, 80, 135, 443, 445, 3389, 5357, 8080, 49666, 60573
+    ]  # fmt: skip
+    assert not X["protocol"].cat.ordered and not X["dst_port"].cat.ordered
+    assert (X.loc[y.to_numpy() == 1, "dst_port"] == 80).all()
+    # the categories are the same whichever ports a small sample holds
+    small, _ = make_flows(n_samples=4, random_state=0, raw=True)
+    assert small["dst_port"].dtype == X["dst_port"].dtype
+    assert small["dst_port"].nunique() < 10
+
+
+def test_raw_needs_a_frame():
+    pd = pytest.importorskip("pandas")
+    X, _ = make_flows(n_samples=20, random_state=0, raw=True, as_frame=True)
+    assert isinstance(X, pd.DataFrame)
+    X, _ = make_flows(n_samples=20, random_state=0, as_frame="auto")
+    assert isinstance(X, np.ndarray)
+    with pytest.raises(ValueError, match="raw=True returns a DataFrame"):
+        make_flows(n_samples=20, raw=True, as_frame=False)
+    with pytest.raises(ValueError, match="raw must be True or False, got 'yes'"):
+        make_flows(n_samples=20, raw="yes")
+    with pytest.raises(ValueError, match="as_frame must be True, False or 'auto'"):
+        make_flows(n_samples=20, as_frame="raw")
+
+
+@pytest.mark.filterwarnings("ignore::skvae.PosteriorCollapseWarning")
+def test_auto_likelihood_reads_the_raw_table(raw_flows):
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skvae import VAETransformer
+
+    X, _ = raw_flows
+    with pytest.warns(ConvergenceWarning):  # two epochs
+        vae = VAETransformer(likelihood="auto", max_iter=2, random_state=0).fit(X)
+    families = {c: f for f, columns in vae.likelihoods_ for c in columns}
+    assert families["protocol"] == families["dst_port"] == "categorical"
+    assert families["fwd_tot_pkt"] == "negative_binomial"
+    assert families["duration"] == "calibrated_gaussian"
+    sample = vae.sample(50, random_state=0)
+    assert sample["fwd_tot_pkt"].dtype == np.int64
+    assert (sample["fwd_tot_pkt"] >= 0).all()
+    assert set(sample["dst_port"]) <= set(X["dst_port"].cat.categories)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -35,6 +35,7 @@ FLOW_FEATURE_NAMES = (
 """Names of the 48 columns of :func:`make_flows`, in the original extractor's order."""
 
 _TCP = 6
+_PROTOCOL_NAMES = {_TCP: "TCP"}  # IANA protocol numbers, as the extractor writes them
 _MSS = 1460  # largest TCP payload on an Ethernet path
 _TSO_MAX = 65160  # largest segment the capturing host hands its NIC to split
 
@@ -403,7 +404,8 @@ def make_flows(
     attack_fraction=150 / 755,
     noise=0.1,
     random_state=None,
-    as_frame=False,
+    as_frame="auto",
+    raw=False,
 ):
     """Generate synthetic network flows: benign traffic and Slowloris attacks.
 
@@ -450,15 +452,27 @@ def make_flows(
         NumPy's global ``RandomState``; an int or a ``RandomState`` leaves the
         global generator untouched.
 
-    as_frame : bool, default=False
+    as_frame : bool or 'auto', default='auto'
         If True, return ``X`` as a pandas DataFrame with the feature names as
-        columns and ``y`` as a Series named ``"label"``. Needs pandas.
+        columns and ``y`` as a Series named ``"label"``. Needs pandas. 'auto'
+        (as in :func:`sklearn.datasets.fetch_openml`) returns a DataFrame when
+        ``raw=True`` and arrays otherwise.
+
+    raw : bool, default=False
+        If True, return the table as a flow extractor writes it, each column
+        with its own dtype, for ``likelihood='auto'`` to read: counts as
+        ``int64``, times and sizes as ``float64``, the protocol and the
+        destination port (the service) as pandas categories. Only a DataFrame
+        holds that, so ``raw=True`` returns one (``as_frame=False`` is an
+        error). The values are those of the default float table for the same
+        arguments, row for row. See "The raw table" in the Notes.
 
     Returns
     -------
     X : ndarray of shape (n_samples, 48) or DataFrame
-        The flows, float64, columns in the order of :data:`FLOW_FEATURE_NAMES`.
-        Never NaN or infinite.
+        The flows, columns in the order of :data:`FLOW_FEATURE_NAMES`: float64,
+        or with ``raw=True`` the dtypes described in the Notes. Never NaN or
+        infinite.
 
     y : ndarray of shape (n_samples,) or Series
         0 for benign, 1 for Slowloris, int64. Rows are shuffled.
@@ -513,6 +527,29 @@ def make_flows(
     acknowledged by the server within a millisecond or so: 13 forward packets,
     about 120 s.
 
+    **The raw table.** With ``raw=True`` each column has the dtype of what it
+    is, which is what ``likelihood='auto'`` of :class:`~skvae.VAETransformer`
+    and :class:`~skvae.VAEOutlierDetector` reads:
+
+    - ``int64``, non-negative counts (18 columns): ``fwd_tot_pkt`` and
+      ``bwd_tot_pkt`` (packets) and the 16 ``*_cnt`` flag counts;
+    - ``category``, identifiers with no order or distance: ``protocol``, the
+      IANA name of the protocol, one level ``'TCP'`` since every simulated flow
+      is TCP (a constant column, which the model learns exactly), and
+      ``dst_port``, the service the flow went to, with the ten simulated
+      service ports as its categories (integers, in increasing order, whether
+      or not a sample holds them all);
+    - ``int64``, ``src_port``: also an identifier, but the client's ephemeral
+      port, new for almost every flow, so a category would have a level per
+      flow (and unseen levels at every ``transform``); it stays the number the
+      extractor writes, which ``'auto'`` models as one. Drop it, or give it a
+      family of your choice, where that matters;
+    - ``float64``, times and sizes: ``duration`` and the inter-arrival times
+      (seconds), ``fwd_tot_byte``, ``bwd_tot_byte`` and the packet sizes
+      (payload bytes: whole numbers in the totals, minima and maxima, but
+      sizes, heavy-tailed, not counts of events), and the moments (means,
+      standard deviations, skewness and excess kurtosis, negative for some).
+
     Examples
     --------
     >>> import numpy as np
@@ -530,8 +567,21 @@ def make_flows(
     ['duration', 'protocol', 'src_port', 'dst_port']
     >>> y_series.value_counts().sort_index().tolist()
     [8, 2]
+
+    The raw table, as a flow extractor writes it:
+
+    >>> X_raw, y_raw = make_flows(n_samples=10, random_state=0, raw=True)
+    >>> X_raw.dtypes.astype(str).value_counts().to_dict()
+    {'float64': 27, 'int64': 19, 'category': 2}
+    >>> X_raw["protocol"].cat.categories.tolist()
+    ['TCP']
+    >>> X_raw["dst_port"].cat.categories.tolist()
+    [22, 80, 135, 443, 445, 3389, 5357, 8080, 49666, 60573]
+    >>> bool((X_raw["fwd_tot_pkt"] == X_frame["fwd_tot_pkt"]).all())
+    True
     """
     _check_params(n_samples, attack_fraction, noise)
+    as_frame = _check_frame_params(as_frame, raw)
     rng = check_random_state(random_state)
     n_attack = int(np.floor(n_samples * attack_fraction + 0.5))
     n_attack = min(max(n_attack, 1), n_samples - 1)
@@ -552,9 +602,57 @@ def make_flows(
     if as_frame:
         import pandas as pd
 
-        X = pd.DataFrame(X, columns=list(FLOW_FEATURE_NAMES))
+        X = _raw_frame(X) if raw else pd.DataFrame(X, columns=list(FLOW_FEATURE_NAMES))
         y = pd.Series(y, name="label")
     return X, y
+
+
+# The columns of make_flows(raw=True) that hold counts, as int64.
+_COUNT_COLUMNS = tuple(
+    name for name in FLOW_FEATURE_NAMES if name.endswith(("_tot_pkt", "_cnt"))
+)
+
+# The service ports that the simulation draws from; the categories of dst_port.
+_SERVICE_PORTS = tuple(int(port) for port in np.sort(_BENIGN_PORTS))
+
+
+def _check_frame_params(as_frame, raw):
+    """Validate ``as_frame`` and ``raw``; return whether to build a DataFrame."""
+    if not isinstance(raw, bool | np.bool_):
+        raise ValueError(f"raw must be True or False, got {raw!r}.")
+    if isinstance(as_frame, str) and as_frame == "auto":
+        return bool(raw)
+    if not isinstance(as_frame, bool | np.bool_):
+        raise ValueError(f"as_frame must be True, False or 'auto', got {as_frame!r}.")
+    if raw and not as_frame:
+        raise ValueError(
+            "raw=True returns a DataFrame (its columns have different dtypes), "
+            "so it cannot go with as_frame=False; pass as_frame=True or leave "
+            "as_frame='auto'."
+        )
+    return bool(as_frame)
+
+
+def _raw_frame(X):
+    """The float64 flows ``X`` as a DataFrame with each column's own dtype.
+
+    Derived from ``X`` itself, so the values are those of the float table: the
+    counts are whole numbers there already (sums of 0/1 per packet).
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=list(FLOW_FEATURE_NAMES))
+    counts = list(_COUNT_COLUMNS)
+    frame[counts] = frame[counts].astype(np.int64)
+    frame["src_port"] = frame["src_port"].astype(np.int64)
+    frame["protocol"] = pd.Categorical(
+        frame["protocol"].astype(np.int64).map(_PROTOCOL_NAMES),
+        categories=sorted(_PROTOCOL_NAMES.values()),
+    )
+    frame["dst_port"] = pd.Categorical(
+        frame["dst_port"].astype(np.int64), categories=list(_SERVICE_PORTS)
+    )
+    return frame
 
 
 def clip_negative(X):
