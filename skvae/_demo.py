@@ -19,6 +19,12 @@ as the training rows' mean) by more than that total KL, i.e. the held-out ELBO
 beats the collapsed model's. The verdict says the latent space is informative
 only when every seed's is (see :func:`informative` and the user guide's page
 on posterior collapse).
+
+On the bundled flows the demo also fits the table as it comes
+(``make_flows(raw=True)``: counts as integers, times and sizes as floats,
+protocol and service port as categories) with ``likelihood='auto'``, no
+scaling, and reports it beside the Bernoulli rows (see
+:func:`run_raw_experiment`); the verdict is that of the Bernoulli rows.
 """
 
 import contextlib
@@ -60,13 +66,18 @@ class DemoError(Exception):
 
 @dataclass
 class Dataset:
-    """A data set ready for a Bernoulli VAE: values in [0, 1], class names as y."""
+    """A data set ready for a Bernoulli VAE: values in [0, 1], class names as y.
+
+    ``raw`` is the same rows as they come (a DataFrame with each column's own
+    dtype), for ``likelihood='auto'``; None where the data set has none.
+    """
 
     name: str
     X: np.ndarray
     y: np.ndarray
     feature_names: list
     preprocessing: str
+    raw: object = field(default=None, repr=False)
 
     def describe(self):
         classes, counts = np.unique(self.y, return_counts=True)
@@ -112,6 +123,7 @@ def load_dataset(name="flows", *, csv=None, label=None):
         from skvae.datasets import FLOW_FEATURE_NAMES, flows_preprocessor, make_flows
 
         X, y = make_flows(random_state=0)
+        X_raw, _ = make_flows(random_state=0, raw=True)  # the same rows
         X = flows_preprocessor().fit_transform(X)
         y = np.array(["benign", "slowloris"])[y]
         return Dataset(
@@ -120,6 +132,7 @@ def load_dataset(name="flows", *, csv=None, label=None):
             y,
             list(FLOW_FEATURE_NAMES),
             "negatives set to 0, then " + minmax + " (as in the original post)",
+            raw=X_raw,
         )
     if name in ("digits", "breast_cancer"):
         from sklearn import datasets
@@ -271,10 +284,19 @@ class SettingResult:
     # the training rows, which is what a decoder that ignores its code learns.
     collapsed_reconstruction: float = None
     model: object = field(default=None, repr=False)
+    # The families likelihood='auto' chose on the raw table, as likelihoods_
+    # lists them; None for the Bernoulli rows on the scaled data.
+    likelihoods: list = None
+
+    @property
+    def raw(self):
+        """Whether this is the likelihood='auto' fit on the raw table."""
+        return self.likelihoods is not None
 
     @property
     def name(self):
-        return f"recon_weight={format_weight(self.recon_weight, self.n_features)}"
+        name = f"recon_weight={format_weight(self.recon_weight, self.n_features)}"
+        return name + ", raw table" if self.raw else name
 
     @property
     def kl_total(self):
@@ -355,31 +377,50 @@ def collapsed_reconstruction(X, y):
     return _bce(X[test], np.broadcast_to(X[train].mean(axis=0), X[test].shape))
 
 
-def _scoring(progress):
+def _reconstruction_nll(estimator, X, kl_per_dimension):
+    """The reconstruction term of the held-out ELBO, nats per row.
+
+    ``-score(X)`` less the KL of the same rows: the negative log-likelihood of
+    ``X`` under the decoder's families, averaged over ``q(z | x)`` (the draws of
+    ``score_samples``), in the data's own units. The measure for a table whose
+    columns have different families, where no BCE applies.
+    """
+    return -estimator.score(X) - float(np.sum(kl_per_dimension))
+
+
+def _scoring(progress, raw=False):
     """The GridSearchCV scoring: one callable returning every number of the table.
 
     ``silhouette_active`` is :func:`skvae.analysis.latent_silhouette_scorer`
     (the silhouette of the active dimensions, -1 when none is active); the
     others come from :func:`skvae.analysis.latent_clustering_scores` on the
-    held-out rows, plus the reconstruction error and the epochs run.
+    held-out rows, plus the reconstruction error (BCE, or with ``raw`` the
+    negative log-likelihood of :func:`_reconstruction_nll`) and the epochs run.
     """
     from skvae.analysis import latent_clustering_scores
 
     def scores(estimator, X, y):
         clustering = latent_clustering_scores(estimator, X, y)
+        if raw:
+            reconstruction = _reconstruction_nll(
+                estimator, X, clustering["kl_per_dimension"]
+            )
+        else:
+            reconstruction = _reconstruction_error(estimator, X)
         result = {
             # What latent_silhouette_scorer returns, without encoding X again.
             "silhouette_active": clustering["silhouette_active"],
             "silhouette": clustering["silhouette"],
             "active_units": clustering["active_units"],
-            "reconstruction": _reconstruction_error(estimator, X),
+            "reconstruction": reconstruction,
             "n_iter": estimator.n_iter_,
         }
         for k, kl in enumerate(clustering["kl_per_dimension"]):
             result[f"kl_{k}"] = float(kl)
         params = estimator.get_params()
         progress.update(
-            f"recon_weight={format_weight(params['recon_weight'])}, "
+            ("raw table, likelihood='auto', " if raw else "")
+            + f"recon_weight={format_weight(params['recon_weight'])}, "
             f"seed {params['random_state']}"
         )
         return result
@@ -421,14 +462,8 @@ def run_experiment(
         One per ``recon_weight``, in the given order.
     """
     from sklearn.base import clone
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import GridSearchCV
 
-    from skvae import (
-        PosteriorCollapseWarning,
-        TrainingInterruptedWarning,
-        VAETransformer,
-    )
+    from skvae import VAETransformer
 
     seeds = list(range(n_seeds))
     recon_weights = list(recon_weights)
@@ -439,6 +474,98 @@ def run_experiment(
         n_iter_no_change=max_iter,
     ).set_params(**(vae_params or {}))
     n_fits = len(recon_weights) * (n_seeds + int(refit))
+    with _fitting(n_fits, progress, stream) as bar:
+        search = _search(base, recon_weights, seeds, _scoring(bar))
+        search.fit(data.X, data.y)
+        reference = collapsed_reconstruction(data.X, data.y)
+        results = _collect(search.cv_results_, recon_weights, seeds, data, reference)
+        for result in results if refit else []:
+            model = clone(base).set_params(
+                recon_weight=result.recon_weight, random_state=seeds[0]
+            )
+            result.model = model.fit(data.X)
+            bar.update(f"{result.name}, seed {seeds[0]}, all rows (figures)")
+    return results
+
+
+def run_raw_experiment(
+    data,
+    *,
+    n_seeds=5,
+    max_iter=500,
+    n_components=3,
+    vae_params=None,
+    progress=True,
+    stream=None,
+):
+    """The Bernoulli grid's weighted row again, on the table as it comes.
+
+    ``GridSearchCV`` fits ``VAETransformer(n_components, likelihood='auto',
+    recon_weight='auto')`` on ``data.raw`` (the same rows, unscaled, each column
+    with its own dtype: ``make_flows(raw=True)``) with the seeds, split, epochs
+    and scores of :func:`run_experiment`. ``'auto'`` reads the families from
+    the dtypes and standardises the real-valued columns itself. The
+    reconstruction is the negative log-likelihood of the held-out rows under
+    those families (:func:`_reconstruction_nll`), in the data's own units: it
+    does not compare with the Bernoulli rows' BCE of min-max scaled values, and
+    there is no collapsed reference, so "informative" is left open. No refit:
+    the figures are those of the Bernoulli rows.
+
+    Returns
+    -------
+    result : SettingResult or None
+        With ``likelihoods`` set to what ``'auto'`` chose on the training rows
+        of the split; None if ``data.raw`` is None.
+    """
+    from skvae import VAETransformer
+
+    if data.raw is None:
+        return None
+    seeds = list(range(n_seeds))
+    base = VAETransformer(
+        n_components=n_components,
+        likelihood="auto",
+        recon_weight="auto",
+        max_iter=max_iter,
+        n_iter_no_change=max_iter,
+    ).set_params(**(vae_params or {}))
+    with _fitting(n_seeds, progress, stream) as bar:
+        search = _search(base, ["auto"], seeds, _scoring(bar, raw=True))
+        search.fit(data.raw, data.y)
+    (result,) = _collect(search.cv_results_, ["auto"], seeds, data, None)
+    result.n_features = data.raw.shape[1]
+    train, _ = next(_split().split(data.raw, data.y))
+    result.likelihoods = _auto_families(base, data.raw.iloc[train])
+    return result
+
+
+def _auto_families(base, raw):
+    """The families ``likelihood='auto'`` picks for the columns of ``raw``.
+
+    Read from a fit of one epoch: the choice depends on the data, not on the
+    training.
+    """
+    from sklearn.base import clone
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = clone(base).set_params(max_iter=1, n_iter_no_change=1)
+        return model.fit(raw).likelihoods_
+
+
+@contextlib.contextmanager
+def _fitting(n_fits, progress, stream):
+    """A progress bar over ``n_fits`` fits, and the warnings the demo expects.
+
+    Collapse is what the demo shows and the table reports the epochs, so
+    those warnings are silenced. ``fit`` turns Ctrl-C into a warning and
+    returns (as MLPRegressor does); here that would only skip to the next of
+    many fits: it stops them all, as a KeyboardInterrupt.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skvae import PosteriorCollapseWarning, TrainingInterruptedWarning
+
     bar = Progress(
         n_fits,
         unit="fit",
@@ -446,40 +573,34 @@ def run_experiment(
         stream=sys.stderr if stream is None else stream,
         enabled=progress,
     )
-    search = GridSearchCV(
-        base,
-        {"recon_weight": recon_weights, "random_state": seeds},
-        scoring=_scoring(bar),
-        refit=False,
-        cv=_split(),
-        error_score="raise",
-    )
     with warnings.catch_warnings():
-        # Collapse is what the demo shows, and the table reports the epochs.
         warnings.simplefilter("ignore", PosteriorCollapseWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
-        # fit turns Ctrl-C into a warning and returns (as MLPRegressor does);
-        # here that would only skip to the next of many fits: stop them all.
         warnings.simplefilter("error", TrainingInterruptedWarning)
         try:
-            search.fit(data.X, data.y)
-            results = _collect(search.cv_results_, recon_weights, seeds, data)
-            for result in results if refit else []:
-                model = clone(base).set_params(
-                    recon_weight=result.recon_weight, random_state=seeds[0]
-                )
-                result.model = model.fit(data.X)
-                bar.update(f"{result.name}, seed {seeds[0]}, all rows (figures)")
+            yield bar
         except TrainingInterruptedWarning as exc:
             raise KeyboardInterrupt from exc
         finally:
             bar.close()
-    return results
 
 
-def _collect(cv_results, recon_weights, seeds, data):
+def _search(base, recon_weights, seeds, scoring):
+    """The grid search: every recon_weight x seed on the one split."""
+    from sklearn.model_selection import GridSearchCV
+
+    return GridSearchCV(
+        base,
+        {"recon_weight": recon_weights, "random_state": seeds},
+        scoring=scoring,
+        refit=False,
+        cv=_split(),
+        error_score="raise",
+    )
+
+
+def _collect(cv_results, recon_weights, seeds, data, reference):
     n_components = sum(key.startswith("mean_test_kl_") for key in cv_results)
-    reference = collapsed_reconstruction(data.X, data.y)
     params = cv_results["params"]
     results = []
     for weight in recon_weights:
@@ -534,15 +655,21 @@ def table_rows(results, max_iter):
         units += f"{r.active_units.max()})"
         stopped = int(np.sum(r.n_iter >= max_iter))
         epochs = f"{r.n_iter.mean():.0f}" + (f" ({stopped} hit max)" if stopped else "")
+        weight = format_weight(r.recon_weight, r.n_features)
+        if r.raw:
+            informative_cell = "n/a"
+            weight += ", raw table"
+        else:
+            informative_cell = f"{int(np.sum(r.informative))} of {len(r.seeds)}"
         rows.append(
             [
-                format_weight(r.recon_weight, r.n_features),
+                weight,
                 _pm(r.silhouette),
                 _pm(r.silhouette_active),
                 units,
                 kl,
                 _pm(r.reconstruction, 2),
-                f"{int(np.sum(r.informative))} of {len(r.seeds)}",
+                informative_cell,
                 epochs,
             ]
         )
@@ -585,7 +712,42 @@ def table_notes(results):
         "informative: at least one active dimension, a total KL of at least "
         f"{MIN_TOTAL_KL} nats, and a recon BCE below the collapsed model's by "
         "more than the total KL.",
+    ] + [line for r in results if r.raw for line in _raw_notes(r)]
+
+
+def _family_counts(likelihoods):
+    """``[('categorical', [...2 columns]), ...]`` -> '2 categorical, ...'."""
+    return ", ".join(f"{len(columns)} {family}" for family, columns in likelihoods)
+
+
+def _raw_notes(result):
+    return [
+        "raw table: VAETransformer(likelihood='auto') on the same rows as "
+        "make_flows(raw=True) gives them, unscaled (the same split and seeds); "
+        f"'auto' chose {_family_counts(result.likelihoods)} columns.",
+        "Its recon is no BCE: the negative log-likelihood of the held-out rows "
+        "under those families (-score less the KL), nats per row in the data's "
+        "own units, not comparable with the rows above; with no collapsed "
+        "reference for it, informative is n/a.",
     ]
+
+
+def describe_raw(raw, results):
+    """One sentence on the raw-table fit, beside the Bernoulli rows'."""
+    n_components = raw.kl_per_dimension.shape[1]
+    text = (
+        f"Raw table, likelihood='auto' ({_family_counts(raw.likelihoods)} "
+        f"columns, no scaling): {_count_phrase(raw.active_units, n_components)}, "
+        f"total KL {float(raw.kl_total.mean()):.2f} nats, silhouette "
+        f"{_pm(raw.silhouette, 2)}"
+    )
+    weighted = {r.recon_weight: r for r in results}.get("auto")
+    if weighted is not None:
+        text += (
+            f", against {_pm(weighted.silhouette, 2)} for the Bernoulli model on "
+            f"the min-max scaled flows at {weighted.name}"
+        )
+    return text + "."
 
 
 def _is_collapsed(result):

@@ -49,8 +49,25 @@ def test_default_data_writes_table_verdict_and_figures(capsys, tmp_path):
     assert header.split()[:3] == ["recon_weight", "silhouette", "scorer"]
     assert any(line.startswith("1 ") for line in lines)
     assert any(line.startswith("auto (48) ") for line in lines)
-    assert any(line.startswith("Verdict: ") for line in lines)
+    # the raw flows with likelihood='auto', one more row and one more sentence
+    raw_row = next(line for line in lines if line.startswith("auto (48), raw table"))
+    assert raw_row.split()[-5:] == ["n/a", "3", "(1", "hit", "max)"]
+    verdict = lines.index(next(line for line in lines if line.startswith("Verdict")))
+    assert lines[verdict + 1].startswith(
+        "Raw table, likelihood='auto' (40 calibrated_gaussian, 2 categorical, "
+        "6 negative_binomial columns, no scaling): "
+    )
     assert f"Figures written to {out.resolve()}" in stdout
+
+
+def test_no_raw_skips_the_raw_table(capsys, tmp_path):
+    status, stdout, stderr = run(
+        capsys, "demo", *TINY, "--no-raw", "--recon-weights", "auto", "--out",
+        str(tmp_path),
+    )  # fmt: skip
+    assert status == 0, stderr
+    assert "raw table" not in stdout and "Raw table" not in stdout
+    assert any(line.startswith("auto (48) ") for line in stdout.splitlines())
 
 
 def test_progress_goes_to_stderr(capsys, tmp_path):
@@ -537,6 +554,42 @@ def test_format_table():
     assert lines[3].startswith("auto (48)")
     assert "2.7 (2-3)" in lines[3]
     assert "0.900  0.050  0.020" in lines[3]
+
+
+def test_raw_row_of_the_table():
+    weighted = _result("auto", [0.6, 0.6, 0.6], [3, 2, 3], [0.9, 0.05, 0.02])
+    raw = _result("auto", [0.5, 0.3, 0.4], [3, 3, 3], [2.5, 2.0, 1.5], 97.0, None)
+    raw.likelihoods = [("calibrated_gaussian", ["a", "b"]), ("categorical", ["c"])]
+    assert raw.raw and not weighted.raw
+    assert raw.name == "recon_weight=auto (48), raw table"
+    lines = _demo.format_table([weighted, raw], max_iter=200).splitlines()
+    assert lines[3].startswith("auto (48), raw table  0.400 \u00b1 0.100")
+    assert "97.00 \u00b1 0.00  n/a" in lines[3]
+    assert "'auto' chose 2 calibrated_gaussian, 1 categorical columns." in lines[-2]
+    assert _demo.describe_raw(raw, [weighted]) == (
+        "Raw table, likelihood='auto' (2 calibrated_gaussian, 1 categorical "
+        "columns, no scaling): 3 of 3 active dimensions in all 3 seeds, total KL "
+        "6.00 nats, silhouette 0.40 \u00b1 0.10, against 0.60 \u00b1 0.00 for "
+        "the Bernoulli model on the min-max scaled flows at recon_weight=auto (48)."
+    )
+
+
+def test_raw_experiment_fits_the_raw_flows():
+    data = _demo.load_dataset("flows")
+    assert data.raw.shape == data.X.shape
+    assert data.raw["fwd_tot_pkt"].dtype == np.int64
+    with _demo.torch_threads(1):
+        raw = _demo.run_raw_experiment(
+            data, n_seeds=1, max_iter=2, n_components=2, progress=False
+        )
+    families = {c: f for f, columns in raw.likelihoods for c in columns}
+    assert families["dst_port"] == "categorical"
+    assert families["bwd_tot_pkt"] == "negative_binomial"
+    assert raw.kl_per_dimension.shape == (1, 2)
+    assert np.isfinite(raw.reconstruction).all() and raw.n_iter.tolist() == [2]
+    assert raw.collapsed_reconstruction is None and raw.model is None
+    digits = _demo.load_dataset("digits")
+    assert _demo.run_raw_experiment(digits, progress=False) is None
 
 
 def test_latent_space_pairs_are_the_same_in_every_row():
