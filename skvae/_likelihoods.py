@@ -568,6 +568,9 @@ class _Count(Family):
         self.register_buffer("spread", torch.ones(n_columns))
         # The decoder predicts log(mean) - log_offset: starts near the data.
         self.register_buffer("log_offset", torch.zeros(n_columns))
+        # The log mean stays below log(10 * (largest training count + 1)): an
+        # exp link extrapolates explosively far from the data.
+        self.register_buffer("log_cap", torch.full((n_columns,), _MAX_LOG_RATE))
 
     def fit_statistics(self, x):
         values = torch.as_tensor(x, dtype=torch.float64)
@@ -578,6 +581,12 @@ class _Count(Family):
         self.spread.copy_(torch.where(spread > 0, spread, torch.ones_like(spread)))
         mean = torch.nan_to_num(torch.nanmean(values, dim=0), nan=1.0)
         self.log_offset.copy_(torch.log(mean.clamp(min=1e-3)))
+        largest = torch.nan_to_num(
+            torch.where(torch.isnan(values), -1.0, values).amax(dim=0), nan=0.0
+        ).clamp(min=0.0)
+        self.log_cap.copy_(
+            torch.clamp(torch.log1p(largest) + math.log(10.0), max=_MAX_LOG_RATE)
+        )
 
     def encode(self, x):
         loc, spread = self.loc.to(x.dtype), self.spread.to(x.dtype)
@@ -585,7 +594,13 @@ class _Count(Family):
 
     def _log_rate(self, decoded):
         eta = decoded + self.log_offset.to(decoded.dtype)
-        return torch.clamp(eta, max=_MAX_LOG_RATE)
+        return torch.minimum(eta, self.log_cap.to(decoded.dtype))
+
+    def _capped(self, decoded):
+        """Where the log mean sits at its cap (no gradient there)."""
+        return decoded + self.log_offset.to(decoded.dtype) > self.log_cap.to(
+            decoded.dtype
+        )
 
     def mean(self, decoded):
         return torch.exp(self._log_rate(decoded))
@@ -610,8 +625,7 @@ class Poisson(_Count):
         rate = torch.exp(eta)
         total = (rate - x * eta + torch.lgamma(x + 1.0)).sum()
         grad = (rate - x).mul_(weight)
-        grad.masked_fill_(decoded + self.log_offset.to(decoded.dtype) > _MAX_LOG_RATE,
-                          0.0)
+        grad.masked_fill_(self._capped(decoded), 0.0)
         return total, grad, {}
 
     def sample(self, decoded, rng):
@@ -670,11 +684,14 @@ class NegativeBinomial(_Count):
         return self._apply_mask(out, mask)
 
     def nll_and_grad(self, decoded, x, weight):
+        with torch.no_grad():
+            return self._nll_and_grad(decoded, x, weight)
+
+    def _nll_and_grad(self, decoded, x, weight):
         eta, log_theta, theta, log_sum, nll = self._terms(decoded, x)
         p = torch.exp(eta - log_sum)  # mu / (theta + mu)
         grad = ((theta + x) * p - x).mul_(weight)
-        grad.masked_fill_(decoded + self.log_offset.to(decoded.dtype) > _MAX_LOG_RATE,
-                          0.0)
+        grad.masked_fill_(self._capped(decoded), 0.0)
         d_loglik = (
             theta * (log_theta - log_sum)
             + theta * p

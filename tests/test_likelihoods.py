@@ -609,3 +609,23 @@ def test_single_family_covers_every_column():
     np.testing.assert_allclose(
         table.nll(decoded, x).detach().numpy(), -expected, rtol=1e-12
     )
+
+
+@pytest.mark.parametrize("name", ["poisson", "negative_binomial"])
+def test_count_means_stay_within_ten_times_the_training_range(name):
+    family = get_family(name)(2).double()
+    counts = np.array([[0.0, 3.0], [20.0, 1.0], [4.0, 0.0]])
+    family.fit_statistics(counts)
+    far = torch.full((1, 2), 50.0, dtype=torch.float64)  # e**50 uncapped
+    np.testing.assert_allclose(
+        family.mean(far).detach().numpy(), [[10 * 21.0, 10 * 4.0]], rtol=1e-12
+    )
+    decoded = far.clone().requires_grad_(True)
+    family.nll(
+        decoded, torch.tensor([[5.0, 1.0]], dtype=torch.float64)
+    ).sum().backward()
+    _, grad, _ = family.nll_and_grad(
+        far.clone(), torch.tensor([[5.0, 1.0]]).double(), 1.0
+    )
+    np.testing.assert_array_equal(decoded.grad.numpy(), 0.0)
+    np.testing.assert_array_equal(grad.numpy(), 0.0)
