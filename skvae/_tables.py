@@ -22,6 +22,7 @@ from ._likelihoods import (
 # The 'auto' rule (documented in VAETransformer's docstring).
 _AUTO_FLOAT = "calibrated_gaussian"
 _AUTO_POSITIVE_FLOAT = "lognormal"
+_AUTO_SYMLOG_FLOAT = "log1p_normal"
 _AUTO_COUNT = "negative_binomial"
 _AUTO_BOOL = "bernoulli"
 _AUTO_CATEGORY = "categorical"
@@ -136,16 +137,22 @@ def _auto_family(kind, values):
         if numbers_.size and numbers_.min() >= 0 and _count_is_likelier(numbers_):
             return _AUTO_COUNT
         return _AUTO_FLOAT
-    if numbers_.size > 1 and numbers_.min() > 0:
-        # Lognormal where it is the likelier model of the column: the maximised
-        # log-likelihood of a Gaussian on log x, with its Jacobian -log x,
-        # against that of a Gaussian on x.
+    if numbers_.size < 2:
+        return _AUTO_FLOAT
+    # The likeliest of three Gaussians, each maximised on the column: on x, on
+    # log x (positive columns) and on sign(x) log(1 + |x|), each with the
+    # Jacobian of its transform, so that the three are densities of x.
+    candidates = {_AUTO_FLOAT: -np.log(numbers_.std() + 1e-300)}
+    symlog = np.sign(numbers_) * np.log1p(np.abs(numbers_))
+    candidates[_AUTO_SYMLOG_FLOAT] = -np.log(symlog.std() + 1e-300) - np.mean(
+        np.log1p(np.abs(numbers_))
+    )
+    if numbers_.min() > 0:
         logged = np.log(numbers_)
-        normal = -np.log(numbers_.std() + 1e-300)
-        lognormal = -np.log(logged.std() + 1e-300) - logged.mean()
-        if lognormal > normal:
-            return _AUTO_POSITIVE_FLOAT
-    return _AUTO_FLOAT
+        candidates[_AUTO_POSITIVE_FLOAT] = (
+            -np.log(logged.std() + 1e-300) - logged.mean()
+        )
+    return max(candidates, key=candidates.get)
 
 
 def _count_is_likelier(values):

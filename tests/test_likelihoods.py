@@ -588,6 +588,7 @@ def test_unknown_family_lists_the_known_ones():
         "categorical",
         "poisson",
         "negative_binomial",
+        "log1p_normal",
         "lognormal",
     }
 
@@ -629,3 +630,28 @@ def test_count_means_stay_within_ten_times_the_training_range(name):
     )
     np.testing.assert_array_equal(decoded.grad.numpy(), 0.0)
     np.testing.assert_array_equal(grad.numpy(), 0.0)
+
+
+def test_log1p_normal_is_a_density_of_x_with_its_mean_and_draws():
+    from skvae._likelihoods import Log1pNormal
+
+    rng = np.random.RandomState(0)
+    x = np.r_[0.0, -3.0, 0.5, 1e4, -250.0, 12.0].reshape(2, 3)
+    family = Log1pNormal(3).double()
+    family.fit_statistics(x)
+    with torch.no_grad():
+        family.log_scale.copy_(torch.tensor([-0.5, 0.2, 0.0], dtype=torch.float64))
+    decoded = torch.tensor(rng.normal(size=(2, 3)))
+    y = np.sign(x) * np.log1p(np.abs(x))
+    loc, spread = family.loc.numpy(), family.spread.numpy()
+    sigma = np.exp(family.log_scale.detach().numpy()) * spread
+    expected = -stats.norm.logpdf(y, loc + spread * decoded.numpy(), sigma) + np.log1p(
+        np.abs(x)
+    )
+    got = family.nll(decoded, torch.tensor(x)).detach().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    # The quadrature mean against the mean of many draws.
+    draws = np.stack([family.sample(decoded.numpy(), rng) for _ in range(20000)])
+    mean = family.mean(decoded).detach().numpy()
+    error = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - mean) < 5 * error + 1e-9)
