@@ -165,7 +165,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         ``(family, columns)`` pairs in ColumnTransformer's style (names,
         indices, a boolean mask or ``make_column_selector``). The families:
         'gaussian', 'calibrated_gaussian', 'bernoulli', 'categorical',
-        'poisson', 'negative_binomial' and 'lognormal'; the rules of 'auto'
+        'poisson', 'negative_binomial', 'lognormal' and 'log1p_normal'; the
+        rules of 'auto'
         and what tables get back are in the user guide (:ref:`tables`).
         'gaussian' has unit variance and
         suits standardised real-valued data (e.g. after ``StandardScaler``).
