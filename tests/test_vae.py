@@ -516,3 +516,17 @@ def test_sample(digits01):
     assert not np.array_equal(draws, vae.sample(4, random_state=1))
     with pytest.raises(ValueError, match="positive integer"):
         vae.sample(0)
+
+
+def test_a_tensor_that_requires_grad_is_taken_as_its_values():
+    X = np.random.RandomState(0).normal(size=(80, 4)).astype(np.float32)
+    tensor = torch.from_numpy(X.copy()).requires_grad_(True)
+    from_tensor = _vae(max_iter=3).fit(tensor)
+    from_array = _vae(max_iter=3).fit(X)
+    np.testing.assert_array_equal(
+        from_tensor.transform(tensor), from_array.transform(X)
+    )
+    np.testing.assert_array_equal(
+        from_tensor.score_samples(tensor), from_array.score_samples(X)
+    )
+    assert tensor.grad is None
