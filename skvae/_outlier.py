@@ -136,6 +136,13 @@ default='calibrated_gaussian'
         Threshold of ``score_samples``: ``decision_function`` is
         ``score_samples - offset_``.
 
+    column_nll_ : ndarray of shape (n_features,)
+        Mean negative log-likelihood of each column on the training rows that
+        observe it, in nats: what ``score_samples`` charges a missing (NaN)
+        cell of that column, so that a row with holes scores like a complete
+        row of its kind instead of looking more normal for having fewer
+        cells to explain.
+
     module_ : torch.nn.Module
         The trained network.
 
@@ -213,6 +220,15 @@ default='calibrated_gaussian'
     these scorers rank by ``decision_function``, higher for the normal class.
     Without ``scoring``, ``score`` (the mean log-likelihood estimate, no labels
     needed) is used.
+
+    Missing values (NaN) are marginalised: the bound is that of the observed
+    cells, ``log p(x_obs)``, and each missing cell adds ``-column_nll_[j]``,
+    its column's typical log-likelihood. A row with fewer observed cells
+    would otherwise have a larger log-likelihood (fewer terms, most of them
+    negative) and pass as normal because of its holes
+    (``tests/test_missing.py`` measures both on data). An all-missing row
+    scores ``-column_nll_.sum()``. ``feature_contributions`` are NaN for
+    missing cells.
 
     ``offset_`` is computed from the scores of the training data, on which
     the model is optimistic; held-out normal rows score a little lower, so
