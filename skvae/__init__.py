@@ -11,6 +11,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "VAETransformer",
     "VAEOutlierDetector",
+    "VAEImputer",
     "PosteriorCollapseWarning",
     "TrainingInterruptedWarning",
     "InconsistentVersionWarning",
@@ -25,6 +26,7 @@ __all__ = [
 _LAZY_ATTRIBUTES = {
     "VAETransformer": "skvae._vae",
     "VAEOutlierDetector": "skvae._outlier",
+    "VAEImputer": "skvae._imputer",
     "PosteriorCollapseWarning": "skvae._vae",
     "TrainingInterruptedWarning": "skvae._vae",
     "InconsistentVersionWarning": "skvae._persistence",

@@ -12,6 +12,7 @@ GALLERY_ORDER = [
     "plot_pipeline_classifier.py",
     "plot_anomaly_scores.py",
     "plot_anomaly_flows.py",
+    "plot_multiple_imputation.py",
 ]
 
 
