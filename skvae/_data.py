@@ -245,10 +245,10 @@ class RowSource:
                     )
                 column = int(np.flatnonzero(bad[row - start])[0])
                 raise ValueError(
-                    f"{self.name} contains infinity in {format_rows(start, stop)}, "
-                    f"first at row {row:,}, column {column}. NaN marks a missing "
-                    "value; infinity is no value: replace it (e.g. by NaN, or "
-                    "clip) first."
+                    f"{self.name} contains a non-finite value (infinity) in "
+                    f"{format_rows(start, stop)}, first at row {row:,}, column "
+                    f"{column}. NaN marks a missing value; infinity is no value: "
+                    "replace it (by NaN, or a finite bound) first."
                 )
         if self.check_block is not None:
             self.check_block(block, start, stop)

@@ -95,7 +95,7 @@ def test_bad_dask_input_gets_clear_errors(fitted):
         fitted.inverse_transform(da.zeros((10, 3), chunks=5))
     with pytest.raises(ValueError, match="non-finite value.*rows"):
         VAETransformer(buffer_size=100).fit(
-            da.from_array(np.full((300, 8), np.nan), chunks=50)
+            da.from_array(np.full((300, 8), np.inf), chunks=50)
         )
 
 
