@@ -152,11 +152,13 @@ class Family(nn.Module):
         """
         raise NotImplementedError
 
-    def nll_and_grad(self, decoded, x, weight):
+    def nll_and_grad(self, decoded, x, weight, encoded=None):
         """``nll(decoded, x).sum()``, and ``weight`` times its gradient.
 
         Returns ``(total, grad_decoded, {parameter: gradient})``; overwrites
         nothing the caller still needs. Only for ``closed_form`` families.
+        ``encoded``, if given, is ``encode(x)``, which a family may reuse
+        instead of computing it again.
         """
         raise NotImplementedError
 
@@ -286,8 +288,12 @@ class _Located(Family):
 
     closed_form = True
 
-    def nll_and_grad(self, decoded, x, weight):
-        target, log_spread = self._standard(x)
+    def nll_and_grad(self, decoded, x, weight, encoded=None):
+        if encoded is not None and self.standardize:
+            target = encoded
+            log_spread = torch.log(self.spread.to(x.dtype))
+        else:
+            target, log_spread = self._standard(x)
         diff = decoded - target
         n_rows = diff.shape[0]
         constant = diff.numel() * _HALF_LOG_2PI
@@ -455,7 +461,7 @@ class Bernoulli(Family):
         out = F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
         return self._apply_mask(out, mask)
 
-    def nll_and_grad(self, decoded, x, weight):
+    def nll_and_grad(self, decoded, x, weight, encoded=None):
         total = F.binary_cross_entropy_with_logits(decoded, x, reduction="sum")
         return total, torch.sigmoid(decoded).sub_(x).mul_(weight), {}
 
@@ -571,7 +577,7 @@ class Categorical(Family):
         chosen = torch.gather(log_probability, -1, self._codes(x).unsqueeze(-1))
         return self._apply_mask(-chosen[..., 0], mask)
 
-    def nll_and_grad(self, decoded, x, weight):
+    def nll_and_grad(self, decoded, x, weight, encoded=None):
         codes = self._codes(x).unsqueeze(-1)
         log_probability = torch.log_softmax(self._pad(decoded), dim=-1)
         total = -torch.gather(log_probability, -1, codes).sum()
@@ -670,7 +676,7 @@ class Poisson(_Count):
         out = torch.exp(eta) - x_obs * eta + torch.lgamma(x_obs + 1.0)
         return self._apply_mask(out, mask)
 
-    def nll_and_grad(self, decoded, x, weight):
+    def nll_and_grad(self, decoded, x, weight, encoded=None):
         eta = self._log_rate(decoded)
         rate = torch.exp(eta)
         total = (rate - x * eta + torch.lgamma(x + 1.0)).sum()
@@ -733,7 +739,7 @@ class NegativeBinomial(_Count):
         out = self._terms(decoded, torch.nan_to_num(x))[-1]
         return self._apply_mask(out, mask)
 
-    def nll_and_grad(self, decoded, x, weight):
+    def nll_and_grad(self, decoded, x, weight, encoded=None):
         with torch.no_grad():
             return self._nll_and_grad(decoded, x, weight)
 
@@ -931,6 +937,20 @@ class TableLikelihood(nn.Module):
             return x
         return torch.cat([family.encode(v) for family, v in self._blocks(x)], dim=-1)
 
+    def encode_for_step(self, x):
+        """Encoder input of complete ``x``, and each block's ``(values, input)``.
+
+        For the training step: :meth:`nll_and_grad` takes the blocks back and
+        reuses them (the gather into block order, standardised targets), so a
+        batch is encoded once.
+        """
+        if self._single:
+            family = self.families[0]
+            encoded = x if family.identity_encoding else family.encode(x)
+            return encoded, [(x, encoded)]
+        blocks = [(values, family.encode(values)) for family, values in self._blocks(x)]
+        return torch.cat([encoded for _, encoded in blocks], dim=-1), blocks
+
     def encode(self, x):
         """Encoder input (n, n_inputs) of the internal values ``x``.
 
@@ -995,19 +1015,31 @@ class TableLikelihood(nn.Module):
         target = x.expand(*decoded.shape[:-1], x.shape[-1])
         return self.nll(decoded, target).sum(dim=-1)
 
-    def nll_and_grad(self, decoded, x, weight):
-        """Summed NLL, ``weight`` times its gradient, and parameter gradients."""
+    def nll_and_grad(self, decoded, x, weight, blocks=None):
+        """Summed NLL, ``weight`` times its gradient, and parameter gradients.
+
+        ``blocks``: what :meth:`encode_for_step` returned for ``x``.
+        """
+        if blocks is None:
+            blocks = [
+                (values, None)
+                for values in (
+                    [x]
+                    if self._single
+                    else [v for _, v in self._blocks(x)]
+                )
+            ]
         if self._single:
-            return self.families[0].nll_and_grad(decoded, x, weight)
+            values, encoded = blocks[0]
+            return self.families[0].nll_and_grad(decoded, values, weight, encoded)
         total = 0.0
         grads = []
         parameter_grads = {}
-        ordered = self._block_order(x)
-        for family, out, columns in zip(
-            self.families, self._out_slices, self._column_slices, strict=True
+        for family, out, (values, encoded) in zip(
+            self.families, self._out_slices, blocks, strict=True
         ):
             part, grad, params = family.nll_and_grad(
-                decoded[:, out], ordered[:, columns], weight
+                decoded[:, out], values, weight, encoded
             )
             total = total + part
             grads.append(grad)

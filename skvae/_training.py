@@ -193,15 +193,17 @@ class HandBackprop:
     def _step(self, x, eps, kl_weight):
         objective = self.objective
         n_rows = x.shape[0]
-        encoded, encoder_saved = _forward(
-            self.encoder, self.likelihood.encode_complete(x)
-        )
+        inputs, blocks = self.likelihood.encode_for_step(x)
+        encoded, encoder_saved = _forward(self.encoder, inputs)
         mean, logvar = encoded.chunk(2, dim=-1)
         noise = torch.exp(0.5 * logvar).mul_(eps)
         decoded, decoder_saved = _forward(self.decoder, mean + noise)
 
         nll, grad, parameter_grads = self.likelihood.nll_and_grad(
-            decoded, x, objective.recon_weight / (n_rows * objective.n_features)
+            decoded,
+            x,
+            objective.recon_weight / (n_rows * objective.n_features),
+            blocks,
         )
         for parameter, parameter_grad in parameter_grads.items():
             parameter.grad.copy_(parameter_grad)
