@@ -250,6 +250,14 @@ class _Located(Family):
         loc = torch.where(torch.isfinite(loc), loc, torch.zeros_like(loc))
         self.loc.copy_(loc)
         self.spread.copy_(spread)
+        if hasattr(self, "low"):
+            missing = torch.isnan(values)
+            low = torch.where(missing, math.inf, values).amin(dim=0)
+            high = torch.where(missing, -math.inf, values).amax(dim=0)
+            low = torch.where(torch.isfinite(low), low, loc)
+            high = torch.where(torch.isfinite(high), high, loc)
+            self.low.copy_(low - 2.0 * spread)
+            self.high.copy_(high + 2.0 * spread)
 
     def encode(self, x):
         if not self.standardize:
@@ -371,6 +379,7 @@ class LogNormal(_Located):
         # The log scale is standardised whatever the spec says: log-values are
         # never on the scale of a network's initial outputs by chance.
         super().__init__(n_columns, n_levels, True)
+        _register_range(self, n_columns)
 
     def _transform(self, x):
         return torch.log(x)
@@ -383,12 +392,16 @@ class LogNormal(_Located):
         sigma = torch.exp(self._log_sigma(decoded.dtype)) * self.spread.to(
             decoded.dtype
         )
-        return torch.exp(log_location + 0.5 * torch.square(sigma))
+        log_mean = log_location + 0.5 * torch.square(sigma)
+        return torch.exp(torch.minimum(log_mean, self.high.to(decoded.dtype)))
 
     def sample(self, decoded, rng):
-        log_values = super().sample(decoded, rng)
-        with np.errstate(over="ignore"):
-            return np.exp(log_values)
+        log_values = np.clip(
+            super().sample(decoded, rng),
+            self.low.cpu().double().numpy(),
+            self.high.cpu().double().numpy(),
+        )
+        return np.exp(log_values)
 
     def check_support(self, x):
         return _first_bad(~(x > 0))
@@ -410,6 +423,7 @@ class Log1pNormal(_Located):
 
     def __init__(self, n_columns, n_levels=None, standardize=True):
         super().__init__(n_columns, n_levels, True)
+        _register_range(self, n_columns)
 
     @staticmethod
     def _forward_transform(x):
@@ -436,12 +450,32 @@ class Log1pNormal(_Located):
             weights / weights.sum(), dtype=decoded.dtype, device=decoded.device
         )
         y = location.unsqueeze(-1) + sigma.unsqueeze(-1) * nodes
+        y = torch.clamp(
+            y,
+            self.low.to(y.dtype).unsqueeze(-1),
+            self.high.to(y.dtype).unsqueeze(-1),
+        )
         return (self._inverse_transform(y) * weights).sum(dim=-1)
 
     def sample(self, decoded, rng):
-        values = super().sample(decoded, rng)
-        with np.errstate(over="ignore"):
-            return np.sign(values) * np.expm1(np.abs(values))
+        values = np.clip(
+            super().sample(decoded, rng),
+            self.low.cpu().double().numpy(),
+            self.high.cpu().double().numpy(),
+        )
+        return np.sign(values) * np.expm1(np.abs(values))
+
+
+def _register_range(family, n_columns):
+    """The range of a transformed family's means and draws, set at fit.
+
+    The training range of the transformed values, widened by two standard
+    deviations each way: an exponential back-transform extrapolates
+    explosively (a held-out imputation came out 225 standard deviations
+    from the data, and float32 overflowed to NaN).
+    """
+    family.register_buffer("low", torch.full((n_columns,), -_MAX_LOG_RATE))
+    family.register_buffer("high", torch.full((n_columns,), _MAX_LOG_RATE))
 
 
 class Bernoulli(Family):

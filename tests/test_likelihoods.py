@@ -478,6 +478,10 @@ def test_lognormal_sample_moments():
     mean = family.mean(_t(decoded[:1])).detach().numpy()[0]
     np.testing.assert_allclose(mean, np.exp(m + s**2 / 2), rtol=1e-12)
     variance = (np.exp(s**2) - 1) * np.exp(2 * m + s**2)
+    # The family's own draws: without the cap on the range (tested below).
+    with torch.no_grad():
+        family.low.fill_(-np.inf)
+        family.high.fill_(np.inf)
     draws = family.sample(decoded, np.random.RandomState(1))
     assert (draws > 0).all()
     _assert_moments(draws, mean, variance)
@@ -655,3 +659,19 @@ def test_log1p_normal_is_a_density_of_x_with_its_mean_and_draws():
     mean = family.mean(decoded).detach().numpy()
     error = draws.std(axis=0) / np.sqrt(len(draws))
     assert np.all(np.abs(draws.mean(axis=0) - mean) < 5 * error + 1e-9)
+
+
+@pytest.mark.parametrize("name", ["lognormal", "log1p_normal"])
+def test_transformed_means_and_draws_stay_near_the_training_range(name):
+    family = get_family(name)(1).float()
+    fit = np.exp(np.random.RandomState(0).normal(1.0, 0.5, size=(200, 1)))
+    family.fit_statistics(fit)
+    far = torch.full((3, 1), 1e3)  # a location 1000 spreads out
+    mean = family.mean(far).detach().numpy()
+    assert np.all(np.isfinite(mean))
+    transformed = np.log(fit) if name == "lognormal" else np.log1p(fit)
+    ceiling = transformed.max() + 2 * transformed.std()
+    bound = np.exp(ceiling) if name == "lognormal" else np.expm1(ceiling)
+    assert np.all(mean <= bound * (1 + 1e-5))
+    draws = family.sample(far.double().numpy(), np.random.RandomState(0))
+    assert np.all(np.isfinite(draws)) and np.all(draws <= bound * (1 + 1e-5))
