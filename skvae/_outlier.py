@@ -488,7 +488,8 @@ default='calibrated_gaussian'
         """Epochs of the whole fit: ``max_iter``, or those of the step budget."""
         if self.max_iter != "auto":
             return self.max_iter
-        steps_per_epoch = -(-n_samples // batch_size)
+        # max(1, ...): no rows is the transformer's error to raise, not ours.
+        steps_per_epoch = max(1, -(-n_samples // batch_size))
         return max(1, -(-_AUTO_STEPS // steps_per_epoch))
 
     def _batch_size(self, n_samples):
