@@ -62,6 +62,7 @@ from ._training import (
     make_adam,
     torch_threads,
 )
+from ._warnings import find_stack_level
 
 # A latent dimension whose mean KL divergence on the training data is below this
 # many nats carries (almost) no information about the input: it is "inactive"
@@ -720,21 +721,19 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 ),
                 flush=True,
             )
-        # Warnings point at the caller of fit: _fit <- _fit_or_restore <-
-        # _fit_all_or_nothing <- fit <- fit_context <- user.
         if status == "interrupted":
             warnings.warn(
                 "Training interrupted by user; the model keeps the weights of the "
                 f"last completed step (after {self.n_iter_} epochs).",
                 TrainingInterruptedWarning,
-                stacklevel=6,
+                stacklevel=find_stack_level(),
             )
         elif status == "max_iter" and not incremental:
             warnings.warn(
                 f"Stochastic optimizer: Maximum iterations ({self.max_iter}) reached "
                 "and the optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=6,
+                stacklevel=find_stack_level(),
             )
         if not incremental:
             self._warn_if_collapsed()
@@ -843,7 +842,7 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             "information about the input. Raise recon_weight (now "
             f"{self.recon_weight!r}) or lower beta (now {self.beta!r}).",
             PosteriorCollapseWarning,
-            stacklevel=7,
+            stacklevel=find_stack_level(),
         )
 
     # ------------------------------------------------------------ inference

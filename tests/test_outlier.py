@@ -362,6 +362,137 @@ def test_detects_shifted_rows():
     assert np.mean(outliers == -1) > 0.9 and np.mean(normal == 1) > 0.8
 
 
+# ---------------------------------------------- contaminated training
+
+
+def contaminated_data(n_samples=400, share=0.15, seed=0):
+    """Correlated normal rows, the first ``share`` of them replaced by noise."""
+    X = correlated_data(n_samples=n_samples, seed=seed)
+    n_out = int(round(share * n_samples))
+    rng = np.random.RandomState(seed + 1)
+    X[:n_out] = rng.uniform(-5, 5, size=(n_out, X.shape[1]))
+    is_outlier = np.zeros(n_samples, dtype=bool)
+    is_outlier[:n_out] = True
+    return X, is_outlier
+
+
+def test_the_second_fit_leaves_out_the_contamination_share():
+    X, is_outlier = contaminated_data()
+    detector = VAEOutlierDetector(contamination=0.15, max_iter=60, random_state=0)
+    detector.fit(X)
+    assert detector.support_.shape == (len(X),)
+    assert detector.support_.sum() == len(X) - 60
+    # The screening fit finds the planted noise unlikely: it is left out.
+    assert np.mean(~detector.support_[is_outlier]) > 0.9
+
+
+def test_trimming_ranks_planted_anomalies_below_normal_rows():
+    X, is_outlier = contaminated_data()
+    params = {"contamination": 0.15, "max_iter": 60, "random_state": 0}
+    trimmed = VAEOutlierDetector(**params).fit(X).score_samples(X)
+    untrimmed = (
+        VAEOutlierDetector(support_fraction=1.0, **params).fit(X).score_samples(X)
+    )
+    # Fitted to all rows, the model widens its noise levels to cover the
+    # anomalies; fitted to the normal rows, it separates them twice as far.
+    gap = {
+        name: np.median(s[~is_outlier]) - np.median(s[is_outlier])
+        for name, s in {"trimmed": trimmed, "untrimmed": untrimmed}.items()
+    }
+    assert gap["untrimmed"] > 0
+    assert gap["trimmed"] > 1.5 * gap["untrimmed"]
+
+
+@pytest.mark.parametrize("support_fraction", [0.5, 0.8])
+def test_support_fraction_sets_the_rows_of_the_second_fit(support_fraction):
+    X = correlated_data()
+    detector = VAEOutlierDetector(
+        support_fraction=support_fraction, max_iter=4, random_state=0
+    ).fit(X)
+    assert detector.support_.sum() == round(support_fraction * len(X))
+
+
+def test_support_fraction_one_is_one_fit_on_all_rows():
+    X = correlated_data()
+    detector = VAEOutlierDetector(
+        support_fraction=1.0, max_iter=6, n_iter_no_change=100, random_state=0
+    ).fit(X)
+    assert detector.support_.all()
+    assert detector.n_iter_ == 6
+
+
+def test_auto_contamination_leaves_out_the_least_likely_tenth():
+    X, is_outlier = contaminated_data()
+    detector = VAEOutlierDetector(max_iter=60, random_state=0).fit(X)
+    assert (~detector.support_).sum() == len(X) // 10
+    # All of the rows left out are planted noise (a sixth of the rows).
+    assert np.all(is_outlier[~detector.support_])
+
+
+def test_the_two_fits_share_max_iter():
+    X = correlated_data()
+    detector = VAEOutlierDetector(
+        max_iter=7, tol=0.0, n_iter_no_change=100, random_state=0
+    ).fit(X)
+    assert detector.n_iter_ == 7
+    assert len(detector.loss_curve_) == 7
+
+
+def test_one_convergence_warning_for_a_trimmed_fit():
+    X = correlated_data()
+    detector = VAEOutlierDetector(max_iter=4, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector.fit(X)
+    messages = [
+        str(w.message) for w in caught if "Maximum iterations" in str(w.message)
+    ]
+    assert messages == [
+        "Stochastic optimizer: Maximum iterations (4) reached and the optimization "
+        "hasn't converged yet."
+    ]
+
+
+def test_trimmed_fit_keeps_dataframe_feature_names():
+    X = pd.DataFrame(correlated_data(), columns=list("abcde"))
+    detector = VAEOutlierDetector(max_iter=4, random_state=0).fit(X)
+    assert list(detector.feature_names_in_) == list("abcde")
+    assert detector.support_.shape == (len(X),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        detector.score_samples(X)
+
+
+@pytest.mark.parametrize(("n_samples", "batch_size"), [(200, 32), (3200, 100)])
+def test_auto_batch_size_is_about_32_steps_per_epoch(n_samples, batch_size):
+    X = correlated_data(n_samples=n_samples)
+    params = {"support_fraction": 1.0, "max_iter": 2, "random_state": 0}
+    auto = VAEOutlierDetector(batch_size="auto", **params).fit(X)
+    explicit = VAEOutlierDetector(batch_size=batch_size, **params).fit(X)
+    other = VAEOutlierDetector(batch_size=batch_size + 1, **params).fit(X)
+    assert_array_equal(auto.score_samples(X), explicit.score_samples(X))
+    assert not np.array_equal(auto.score_samples(X), other.score_samples(X))
+
+
+def test_auto_max_iter_is_a_budget_of_1600_steps():
+    # 200 rows in batches of 32: 7 steps per epoch, 229 epochs.
+    X = correlated_data(n_samples=200)
+    detector = VAEOutlierDetector(
+        tol=0.0, n_iter_no_change=10_000, support_fraction=1.0, random_state=0
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        detector.fit(X)
+    assert detector.n_iter_ == 229
+    assert any("Maximum iterations (229)" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("support_fraction", [0.0, 1.5, "half"])
+def test_invalid_support_fraction_raises(support_fraction):
+    with pytest.raises(ValueError, match="support_fraction"):
+        VAEOutlierDetector(support_fraction=support_fraction).fit(correlated_data())
+
+
 # ------------------------------------------------ pipelines and search
 
 
@@ -504,9 +635,7 @@ def test_detector_saves_and_loads_without_pickle(tmp_path):
     import skvae
 
     X = np.random.default_rng(0).normal(size=(300, 5)).astype(np.float32)
-    detector = VAEOutlierDetector(
-        max_iter=5, buffer_size=1000, random_state=0
-    ).fit(X)
+    detector = VAEOutlierDetector(max_iter=5, buffer_size=1000, random_state=0).fit(X)
     path = tmp_path / "detector.skvae"
     skvae.save(detector, path)
     loaded = skvae.load(path)
