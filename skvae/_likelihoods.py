@@ -206,6 +206,8 @@ class _Located(Family):
     """Gaussian families: the decoder gives the mean, possibly standardised."""
 
     learns_scale = False
+    # Whether the density carries the Jacobian of a transform (log x, ...).
+    has_jacobian = False
 
     def __init__(self, n_columns, n_levels=None, standardize=False):
         super().__init__(n_columns, n_levels, standardize)
@@ -297,30 +299,33 @@ class _Located(Family):
     closed_form = True
 
     def nll_and_grad(self, decoded, x, weight, encoded=None):
-        if encoded is not None and self.standardize:
-            target = encoded
-            log_spread = torch.log(self.spread.to(x.dtype))
+        # The hot path of the training step: no call it can do without.
+        if not self.standardize:
+            diff = decoded - x
         else:
-            target, log_spread = self._standard(x)
-        diff = decoded - target
+            target = self.encode(x) if encoded is None else encoded
+            diff = decoded - target
         n_rows = diff.shape[0]
         constant = diff.numel() * _HALF_LOG_2PI
-        if log_spread is not None:
-            constant = constant + n_rows * log_spread.sum()
-        jacobian = self._log_jacobian(x)
-        if jacobian is not None:
-            constant = constant + jacobian.sum()
+        if self.standardize:
+            constant = constant + n_rows * torch.log(self.spread.to(x.dtype)).sum()
+            if self.has_jacobian:
+                constant = constant + self._log_jacobian(x).sum()
         if not self.learns_scale:
             flat = diff.reshape(-1)
             total = 0.5 * torch.dot(flat, flat) + constant
             return total, diff.mul_(weight), {}
-        clamped = self._log_sigma(decoded.dtype)
+        # The training step runs this under no_grad (HandBackprop).
+        log_scale = self.log_scale
+        if log_scale.dtype != decoded.dtype:
+            log_scale = log_scale.to(decoded.dtype)
+        clamped = torch.clamp(log_scale, min=MIN_LOG_SCALE)
         precision = torch.exp(-2.0 * clamped)
         weighted = torch.square(diff).sum(dim=0) * precision
-        total = (0.5 * weighted.sum() + n_rows * clamped.sum() + constant).detach()
-        grad_log_scale = (n_rows - weighted).detach().mul_(weight)
+        total = 0.5 * weighted.sum() + n_rows * clamped.sum() + constant
+        grad_log_scale = (n_rows - weighted).mul_(weight)
         # Below its floor the clamped log-scale is constant: no gradient.
-        grad_log_scale.masked_fill_(self.log_scale < MIN_LOG_SCALE, 0.0)
+        grad_log_scale.masked_fill_(log_scale < MIN_LOG_SCALE, 0.0)
         return total, diff.mul_(precision * weight), {self.log_scale: grad_log_scale}
 
     def _location(self, decoded):
@@ -368,6 +373,7 @@ class LogNormal(_Located):
 
     name = "lognormal"
     learns_scale = True
+    has_jacobian = True
     support = "positive numbers"
     support_fill = 1.0
     support_hint = (
@@ -420,6 +426,7 @@ class Log1pNormal(_Located):
 
     name = "log1p_normal"
     learns_scale = True
+    has_jacobian = True
 
     def __init__(self, n_columns, n_levels=None, standardize=True):
         super().__init__(n_columns, n_levels, True)
@@ -844,6 +851,8 @@ class TableLikelihood(nn.Module):
         super().__init__()
         self.mask_inputs = bool(mask_inputs)
         self.families = nn.ModuleList(family for family, _ in blocks)
+        # A plain tuple too: indexing a ModuleList costs a call per batch.
+        self._family_tuple = tuple(self.families)
         self.columns = [list(map(int, columns)) for _, columns in blocks]
         self.n_columns = int(n_columns)
         self.n_outputs = sum(f.n_outputs for f in self.families)
@@ -930,13 +939,21 @@ class TableLikelihood(nn.Module):
         Missing cells (NaN) are left out; the fill of a missing cell is its
         column's mean (NaN for a categorical column: no level).
         """
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an empty column
-            fill = np.nanmean(x, axis=0) if x.shape[0] else np.zeros(x.shape[1])
+            if not x.shape[0]:
+                fill = np.zeros(x.shape[1])
+            elif np.isnan(x).any():
+                fill = np.nanmean(x, axis=0, dtype=np.float64)
+            else:  # no copy of a complete table
+                fill = x.mean(axis=0, dtype=np.float64)
         fill = np.where(np.isfinite(fill), fill, 0.0)
         for family, columns in zip(self.families, self.columns, strict=True):
-            family.fit_statistics(x[:, columns])
+            if family.identity_encoding and not family.discrete:
+                continue  # nothing to learn from the values
+            block = x if self._single else x[:, columns]
+            family.fit_statistics(np.asarray(block, dtype=np.float64))
             if family.discrete:
                 fill[columns] = np.nan
         with torch.no_grad():
@@ -979,8 +996,10 @@ class TableLikelihood(nn.Module):
         batch is encoded once.
         """
         if self._single:
-            family = self.families[0]
-            encoded = x if family.identity_encoding else family.encode(x)
+            family = self._family_tuple[0]
+            if family.identity_encoding:
+                return x, None
+            encoded = family.encode(x)
             return encoded, [(x, encoded)]
         blocks = [(values, family.encode(values)) for family, values in self._blocks(x)]
         return torch.cat([encoded for _, encoded in blocks], dim=-1), blocks
@@ -1054,18 +1073,11 @@ class TableLikelihood(nn.Module):
 
         ``blocks``: what :meth:`encode_for_step` returned for ``x``.
         """
-        if blocks is None:
-            blocks = [
-                (values, None)
-                for values in (
-                    [x]
-                    if self._single
-                    else [v for _, v in self._blocks(x)]
-                )
-            ]
         if self._single:
-            values, encoded = blocks[0]
-            return self.families[0].nll_and_grad(decoded, values, weight, encoded)
+            encoded = None if blocks is None else blocks[0][1]
+            return self._family_tuple[0].nll_and_grad(decoded, x, weight, encoded)
+        if blocks is None:
+            blocks = [(values, None) for _, values in self._blocks(x)]
         total = 0.0
         grads = []
         parameter_grads = {}
