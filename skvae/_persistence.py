@@ -52,6 +52,7 @@ from torch import nn
 from ._likelihoods import TableLikelihood
 from ._modules import ACTIVATIONS, VAEModule
 from ._training import TrainingHistory
+from ._warnings import find_stack_level
 
 FORMAT = "skvae"
 # 2: the module's layout holds its likelihood (families, columns) instead of
@@ -1038,10 +1039,9 @@ def _warn_on_version_mismatch(saved):
         "must match exactly."
     )
     saved = {key: saved.get(key) for key in _CHECKED_VERSIONS}
-    # load <- from_document <- here: point at the caller of load.
     warnings.warn(
         InconsistentVersionWarning(message, saved=saved, current=current),
-        stacklevel=4,
+        stacklevel=find_stack_level(),
     )
 
 

@@ -466,6 +466,7 @@ def test_version_mismatch_warns(gaussian_data, monkeypatch):
     monkeypatch.undo()
     with pytest.warns(InconsistentVersionWarning, match="torch '1.0.0'") as record:
         restored = _loads(data)
+    assert record[0].filename == __file__  # the caller's line, not skvae's
     assert record[0].message.saved["torch"] == "1.0.0"
     assert record[0].message.current["torch"] == torch.__version__
     assert_same_outputs(restored, vae, gaussian_data)
