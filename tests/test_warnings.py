@@ -1,5 +1,8 @@
 """Warnings point at the user's line: this file, whatever the estimator or wrapper."""
 
+import os
+import signal
+import threading
 import warnings
 
 import numpy as np
@@ -8,7 +11,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import skvae._training
 from skvae import (
     PosteriorCollapseWarning,
     TrainingInterruptedWarning,
@@ -52,14 +54,33 @@ def test_collapse_warning_of_fit_points_at_the_caller(Estimator, X):
     assert_points_here(caught(PosteriorCollapseWarning, lambda: estimator.fit(X)))
 
 
-@pytest.mark.parametrize("Estimator", ESTIMATORS)
-def test_interrupted_partial_fit_points_at_the_caller(Estimator, X, monkeypatch):
-    def interrupted_epoch(*args, **kwargs):
-        raise KeyboardInterrupt
+class _CtrlCOnSecondRead:
+    """An out-of-core array-like that sends a real SIGINT at its second read:
+    inside the first epoch of a streamed fit."""
 
-    monkeypatch.setattr(skvae._training, "run_single_epoch", interrupted_epoch)
-    estimator = Estimator(random_state=0)
-    records = caught(TrainingInterruptedWarning, lambda: estimator.partial_fit(X))
+    def __init__(self, X):
+        self._X, self.reads = X, 0
+        self.shape, self.ndim, self.dtype = X.shape, X.ndim, X.dtype
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self._X, dtype=dtype)
+
+    def __getitem__(self, index):
+        self.reads += 1
+        if self.reads == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self._X[index]
+
+
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(), reason="signals"
+)
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_interrupted_partial_fit_points_at_the_caller(Estimator, X):
+    # Streamed (X longer than buffer_size), so that the signal lands mid-epoch.
+    estimator = Estimator(buffer_size=16, random_state=0)
+    source = _CtrlCOnSecondRead(X)
+    records = caught(TrainingInterruptedWarning, lambda: estimator.partial_fit(source))
     assert_points_here(records)
 
 
