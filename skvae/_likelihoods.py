@@ -92,20 +92,14 @@ class Family(nn.Module):
 
     # -- layout
     @property
-    def outputs_per_column(self):
-        return 1
-
-    @property
-    def inputs_per_column(self):
-        return 1
-
-    @property
     def n_outputs(self):
-        return self.n_columns * self.outputs_per_column
+        """Decoder outputs of the block: one per column unless overridden."""
+        return self.n_columns
 
     @property
     def n_inputs(self):
-        return self.n_columns * self.inputs_per_column
+        """Encoder inputs of the block: one per column unless overridden."""
+        return self.n_columns
 
     def config(self):
         """What rebuilds this family (without its statistics and weights)."""
@@ -879,14 +873,11 @@ class TableLikelihood(nn.Module):
         for columns in self.columns:
             self._column_slices.append(slice(start, start + len(columns)))
             start += len(columns)
-        out_slices, in_slices = [], []
-        start_out = start_in = 0
+        self._out_slices = []
+        start = 0
         for family in self.families:
-            out_slices.append(slice(start_out, start_out + family.n_outputs))
-            in_slices.append(slice(start_in, start_in + family.n_inputs))
-            start_out += family.n_outputs
-            start_in += family.n_inputs
-        self._out_slices, self._in_slices = out_slices, in_slices
+            self._out_slices.append(slice(start, start + family.n_outputs))
+            start += family.n_outputs
 
     # -- description
     def config(self):
@@ -982,12 +973,6 @@ class TableLikelihood(nn.Module):
             yield family, ordered[..., columns]
 
     # -- encoder side
-    def encode_complete(self, x):
-        """Encoder input of ``x`` without missing values (no mask inputs)."""
-        if self.is_identity_encoding:
-            return x
-        return torch.cat([family.encode(v) for family, v in self._blocks(x)], dim=-1)
-
     def encode_for_step(self, x):
         """Encoder input of complete ``x``, and each block's ``(values, input)``.
 
@@ -1012,17 +997,13 @@ class TableLikelihood(nn.Module):
         """
         missing = torch.isnan(x)
         if not self.mask_inputs and not bool(missing.any()):
-            return self.encode_complete(x)
+            return self.encode_for_step(x)[0]
         filled = torch.where(missing, self.fill.to(x.dtype), x)
-        encoded = self.encode_complete(filled)
+        encoded = self.encode_for_step(filled)[0]
         if self.mask_inputs:
             encoded = torch.cat([encoded, (~missing).to(x.dtype)], dim=-1)
         return encoded
 
-    @staticmethod
-    def empty_rows(x):
-        """Rows of ``x`` with no observed cell (their posterior is the prior)."""
-        return torch.isnan(x).all(dim=-1)
 
     # -- the likelihood
     def _gather(self, parts):

@@ -673,7 +673,9 @@ default='calibrated_gaussian'
                 bound[rows] = importance_weighted_bound(log_weights).cpu()
                 if contributions:
                     nll[rows] = nll_draws.mean(dim=0).cpu()
-        missing = np.isnan(X) if np.isnan(X).any() else None
+        missing = np.isnan(X)
+        if not missing.any():
+            missing = None
         if contributions and missing is not None:
             nll[missing] = np.nan
         if not np.all(np.isfinite(bound)):
