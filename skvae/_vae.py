@@ -989,7 +989,8 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         X : ndarray or DataFrame of shape (n_samples, `n_features_in_`)
             float64 draws; a DataFrame with the columns, dtypes and levels of
             fit when ``inverse_transform`` returns one. Holds the draws and
-            one chunk of decoder outputs at a time.
+            the decoder's outputs for all of them (``n_samples`` times the
+            decoder's width).
         """
         check_is_fitted(self)
         if (
