@@ -113,10 +113,6 @@ class Family(nn.Module):
     def fit_statistics(self, x):
         """Set the fixed statistics of the encoding from training values ``x``."""
 
-    def initial_output_bias(self):
-        """What the decoder's last bias should start at for this block, or None."""
-        return None
-
     def encode(self, x):
         """Encoder input of the block's values ``x`` (n, n_columns)."""
         return x
@@ -156,6 +152,22 @@ class Family(nn.Module):
         """
         raise NotImplementedError
 
+    def prepare(self, x):
+        """What the training step needs of complete values ``x``, once per chunk.
+
+        Returns ``(encoder input, target, row constant)``: the target is what
+        :meth:`nll_and_grad_prepared` takes instead of ``x``, and the row
+        constant (shape ``(n,)``, or None for none) the part of each row's
+        negative log-likelihood that depends on ``x`` alone (a Jacobian, a
+        ``log x!``). The step computes these for a whole chunk of batches at
+        once rather than batch by batch.
+        """
+        return self.encode(x), x, None
+
+    def nll_and_grad_prepared(self, decoded, target, weight):
+        """:meth:`nll_and_grad` on a :meth:`prepare` target, less the row constant."""
+        return self.nll_and_grad(decoded, target, weight)
+
     def mean(self, decoded):
         """Mean of ``p(x | z)`` per column, in the data's units (n, n_columns)."""
         raise NotImplementedError
@@ -188,12 +200,57 @@ class Family(nn.Module):
         return torch.where(mask, nll, torch.zeros((), dtype=nll.dtype))
 
 
+def _statistics_tensor(x):
+    """Training values ``x`` (numpy) as a float64 tensor for the statistics.
+
+    A copy only where ``x`` is not a writable float64 array: torch warns on a
+    read-only array (a DataFrame's column block can be one).
+    """
+    return torch.from_numpy(np.require(x, dtype=np.float64, requirements="W"))
+
+
+def _column_nanmean(values):
+    """``torch.nanmean(values, dim=0)``, at ``mean``'s speed without a NaN.
+
+    Column reductions of ``nanmean`` are several times slower than ``mean``'s,
+    and a training table without holes would pay for them at every fit.
+    """
+    if bool(torch.isnan(values).any()):
+        return torch.nanmean(values, dim=0)
+    return values.mean(dim=0)
+
+
 def _first_bad(bad):
     """(row, column) of the first True of a 2-D boolean array, or None."""
     if not bad.any():
         return None
     row, column = np.argwhere(bad)[0]
     return int(row), int(column)
+
+
+def _gaussian_nll_and_grad(diff, log_scale, weight):
+    """Gaussian NLL of residuals ``diff`` (overwritten), less its constants.
+
+    ``sum(diff**2 / (2 sigma**2)) + n * sum(log sigma)`` with ``log sigma`` the
+    clamped ``log_scale`` (None: sigma = 1), ``weight`` times its gradient in
+    ``diff``, and that of ``log_scale`` (None without one). Shared by a
+    Gaussian-type family and by adjacent such families computed as one.
+    """
+    if log_scale is None:
+        flat = diff.reshape(-1)
+        return 0.5 * torch.dot(flat, flat), diff.mul_(weight), None
+    # The training step runs this under no_grad (HandBackprop).
+    if log_scale.dtype != diff.dtype:
+        log_scale = log_scale.to(diff.dtype)
+    n_rows = diff.shape[0]
+    clamped = torch.clamp(log_scale, min=MIN_LOG_SCALE)
+    precision = torch.exp(-2.0 * clamped)
+    weighted = torch.square(diff).sum(dim=0) * precision
+    total = 0.5 * weighted.sum() + n_rows * clamped.sum()
+    grad_log_scale = (n_rows - weighted).mul_(weight)
+    # Below its floor the clamped log-scale is constant: no gradient.
+    grad_log_scale.masked_fill_(log_scale < MIN_LOG_SCALE, 0.0)
+    return total, diff.mul_(precision * weight), grad_log_scale
 
 
 class _Located(Family):
@@ -239,9 +296,9 @@ class _Located(Family):
     def fit_statistics(self, x):
         if not self.standardize:
             return
-        values = self._transform(torch.as_tensor(x, dtype=torch.float64))
-        loc = torch.nanmean(values, dim=0)
-        spread = torch.sqrt(torch.nanmean(torch.square(values - loc), dim=0))
+        values = self._transform(_statistics_tensor(x))
+        loc = _column_nanmean(values)
+        spread = torch.sqrt(_column_nanmean(torch.square(values - loc)))
         spread = torch.where(spread > 0, spread, torch.ones_like(spread))
         loc = torch.where(torch.isfinite(loc), loc, torch.zeros_like(loc))
         self.loc.copy_(loc)
@@ -305,22 +362,30 @@ class _Located(Family):
             constant = constant + n_rows * torch.log(self.spread.to(x.dtype)).sum()
             if self.has_jacobian:
                 constant = constant + self._log_jacobian(x).sum()
-        if not self.learns_scale:
-            flat = diff.reshape(-1)
-            total = 0.5 * torch.dot(flat, flat) + constant
-            return total, diff.mul_(weight), {}
-        # The training step runs this under no_grad (HandBackprop).
-        log_scale = self.log_scale
-        if log_scale.dtype != decoded.dtype:
-            log_scale = log_scale.to(decoded.dtype)
-        clamped = torch.clamp(log_scale, min=MIN_LOG_SCALE)
-        precision = torch.exp(-2.0 * clamped)
-        weighted = torch.square(diff).sum(dim=0) * precision
-        total = 0.5 * weighted.sum() + n_rows * clamped.sum() + constant
-        grad_log_scale = (n_rows - weighted).mul_(weight)
-        # Below its floor the clamped log-scale is constant: no gradient.
-        grad_log_scale.masked_fill_(log_scale < MIN_LOG_SCALE, 0.0)
-        return total, diff.mul_(precision * weight), {self.log_scale: grad_log_scale}
+        log_scale = self.log_scale if self.learns_scale else None
+        total, grad, grad_log_scale = _gaussian_nll_and_grad(diff, log_scale, weight)
+        if log_scale is None:
+            return total + constant, grad, {}
+        return total + constant, grad, {self.log_scale: grad_log_scale}
+
+    def prepare(self, x):
+        target = self.encode(x)
+        per_row = self.n_columns * _HALF_LOG_2PI
+        if self.standardize:
+            per_row += float(torch.log(self.spread.double()).sum())
+        constant = torch.full((x.shape[0],), per_row, dtype=x.dtype, device=x.device)
+        if self.has_jacobian:
+            constant += self._log_jacobian(x).sum(dim=-1)
+        return target, target, constant
+
+    def nll_and_grad_prepared(self, decoded, target, weight):
+        log_scale = self.log_scale if self.learns_scale else None
+        total, grad, grad_log_scale = _gaussian_nll_and_grad(
+            decoded - target, log_scale, weight
+        )
+        if log_scale is None:
+            return total, grad, {}
+        return total, grad, {self.log_scale: grad_log_scale}
 
     def _location(self, decoded):
         if not self.standardize:
@@ -579,6 +644,8 @@ class Categorical(Family):
     def _pad(self, decoded):
         """Logits ``(..., total)`` as ``(..., n_columns, width)``, -inf padded."""
         shape = decoded.shape[:-1]
+        if self._total == self.n_columns * self._width:  # nothing to pad
+            return decoded.reshape(*shape, self.n_columns, self._width)
         extended = torch.cat(
             [decoded, decoded.new_full((*shape, 1), -math.inf)], dim=-1
         )
@@ -589,6 +656,8 @@ class Categorical(Family):
 
     def _unpad(self, padded):
         shape = padded.shape[:-2]
+        if self._total == self.n_columns * self._width:
+            return padded.reshape(*shape, self._total)
         flat = padded.reshape(*shape, self.n_columns * self._width)
         return flat.index_select(-1, self._valid.to(padded.device))
 
@@ -613,12 +682,22 @@ class Categorical(Family):
         return self._apply_mask(-chosen[..., 0], mask)
 
     def nll_and_grad(self, decoded, x, weight, encoded=None):
-        codes = self._codes(x).unsqueeze(-1)
-        log_probability = torch.log_softmax(self._pad(decoded), dim=-1)
-        total = -torch.gather(log_probability, -1, codes).sum()
-        grad = log_probability.exp_()
-        grad.scatter_add_(-1, codes, torch.full_like(codes, -1, dtype=grad.dtype))
-        return total, self._unpad(grad).mul_(weight), {}
+        return self.nll_and_grad_prepared(decoded, self.encode(x), weight)
+
+    def prepare(self, x):
+        one_hot = self.encode(x)
+        return one_hot, one_hot, None
+
+    def nll_and_grad_prepared(self, decoded, one_hot, weight):
+        # The target is the one-hot encoder input: -sum(one_hot * log p) and
+        # its gradient softmax - one_hot.
+        # Over the levels as the first dimension: torch's log_softmax along a
+        # short last dimension is several times slower than across rows.
+        padded = self._pad(decoded).transpose(0, -1)
+        log_probability = self._unpad(torch.log_softmax(padded, dim=0).transpose(0, -1))
+        total = -(log_probability * one_hot).sum()
+        grad = log_probability.exp_().sub_(one_hot).mul_(weight)
+        return total, grad, {}
 
     def mean(self, decoded):
         return torch.argmax(self._pad(decoded), dim=-1).to(decoded.dtype)
@@ -664,13 +743,13 @@ class _Count(Family):
         self.register_buffer("log_cap", torch.full((n_columns,), _MAX_LOG_RATE))
 
     def fit_statistics(self, x):
-        values = torch.as_tensor(x, dtype=torch.float64)
+        values = _statistics_tensor(x)
         logged = torch.log1p(values)
-        loc = torch.nanmean(logged, dim=0)
-        spread = torch.sqrt(torch.nanmean(torch.square(logged - loc), dim=0))
+        loc = _column_nanmean(logged)
+        spread = torch.sqrt(_column_nanmean(torch.square(logged - loc)))
         self.loc.copy_(torch.nan_to_num(loc))
         self.spread.copy_(torch.where(spread > 0, spread, torch.ones_like(spread)))
-        mean = torch.nan_to_num(torch.nanmean(values, dim=0), nan=1.0)
+        mean = torch.nan_to_num(_column_nanmean(values), nan=1.0)
         self.log_offset.copy_(torch.log(mean.clamp(min=1e-3)))
         largest = torch.nan_to_num(
             torch.where(torch.isnan(values), -1.0, values).amax(dim=0), nan=0.0
@@ -682,6 +761,9 @@ class _Count(Family):
     def encode(self, x):
         loc, spread = self.loc.to(x.dtype), self.spread.to(x.dtype)
         return (torch.log1p(x) - loc) / spread
+
+    def prepare(self, x):
+        return self.encode(x), x, torch.lgamma(x + 1.0).sum(dim=-1)
 
     def _log_rate(self, decoded):
         eta = decoded + self.log_offset.to(decoded.dtype)
@@ -712,9 +794,13 @@ class Poisson(_Count):
         return self._apply_mask(out, mask)
 
     def nll_and_grad(self, decoded, x, weight, encoded=None):
+        total, grad, params = self.nll_and_grad_prepared(decoded, x, weight)
+        return total + torch.lgamma(x + 1.0).sum(), grad, params
+
+    def nll_and_grad_prepared(self, decoded, x, weight):
         eta = self._log_rate(decoded)
         rate = torch.exp(eta)
-        total = (rate - x * eta + torch.lgamma(x + 1.0)).sum()
+        total = (rate - x * eta).sum()
         grad = (rate - x).mul_(weight)
         grad.masked_fill_(self._capped(decoded), 0.0)
         return total, grad, {}
@@ -741,10 +827,10 @@ class NegativeBinomial(_Count):
 
     def fit_statistics(self, x):
         super().fit_statistics(x)
-        values = torch.as_tensor(x, dtype=torch.float64)
-        mean = torch.nan_to_num(torch.nanmean(values, dim=0), nan=1.0)
+        values = _statistics_tensor(x)
+        mean = torch.nan_to_num(_column_nanmean(values), nan=1.0)
         var = torch.nan_to_num(
-            torch.nanmean(torch.square(values - mean), dim=0), nan=1.0
+            _column_nanmean(torch.square(values - mean)), nan=1.0
         )
         # Method of moments where the counts are overdispersed, else near-Poisson.
         excess = var - mean
@@ -756,7 +842,7 @@ class NegativeBinomial(_Count):
         with torch.no_grad():
             self.log_theta.copy_(torch.log(theta.clamp(1e-3, 1e3)))
 
-    def _terms(self, decoded, x):
+    def _terms(self, decoded, x, factorial=True):
         eta = self._log_rate(decoded)
         log_theta = self.log_theta.to(decoded.dtype)
         theta = torch.exp(log_theta)
@@ -766,8 +852,9 @@ class NegativeBinomial(_Count):
             + x * (eta - log_sum)
             + torch.lgamma(x + theta)
             - torch.lgamma(theta)
-            - torch.lgamma(x + 1.0)
         )
+        if factorial:
+            loglik = loglik - torch.lgamma(x + 1.0)
         return eta, log_theta, theta, log_sum, -loglik
 
     def nll(self, decoded, x, mask=None):
@@ -776,21 +863,48 @@ class NegativeBinomial(_Count):
 
     def nll_and_grad(self, decoded, x, weight, encoded=None):
         with torch.no_grad():
-            return self._nll_and_grad(decoded, x, weight)
+            return self._nll_and_grad(decoded, x, weight, factorial=True)
 
-    def _nll_and_grad(self, decoded, x, weight):
-        eta, log_theta, theta, log_sum, nll = self._terms(decoded, x)
-        p = torch.exp(eta - log_sum)  # mu / (theta + mu)
-        grad = ((theta + x) * p - x).mul_(weight)
-        grad.masked_fill_(self._capped(decoded), 0.0)
+    def nll_and_grad_prepared(self, decoded, x, weight):
+        with torch.no_grad():
+            return self._nll_and_grad(decoded, x, weight, factorial=False)
+
+    def _nll_and_grad(self, decoded, x, weight, factorial):
+        # The hot path of the training step: few kernels, in place where the
+        # operand is not needed again.
+        raw = decoded + self.log_offset.to(decoded.dtype)
+        log_cap = self.log_cap.to(decoded.dtype)
+        eta = torch.minimum(raw, log_cap)
+        log_theta = self.log_theta.to(decoded.dtype)
+        theta = torch.exp(log_theta)
+        # log(theta + mu) = log theta + log1p(mu / theta): exact where mu is
+        # far below theta, and finite (mu is at most exp(log_cap)). Cheaper
+        # than torch.logaddexp at the step's sizes.
+        log_sum = torch.sub(eta, log_theta).exp_().log1p_().add_(log_theta)
+        log_q = torch.sub(log_theta, log_sum)  # log(theta / (theta + mu))
+        log_p = eta.sub_(log_sum)  # log(mu / (theta + mu))
+        x_theta = x + theta
+        # loglik = theta log q + x log p + lgamma(x + theta) - lgamma(theta)
+        loglik = torch.lgamma(x_theta).addcmul_(x, log_p).addcmul_(log_q, theta)
+        loglik = loglik.sub_(torch.lgamma(theta)).sum()
+        if factorial:
+            loglik = loglik - torch.lgamma(x + 1.0).sum()
+        # d nll / d eta = (theta + x) p - x.
+        grad = log_p.exp_().mul_(x_theta).sub_(x)
+        # d loglik / d log theta, per element before the column sums (which
+        # would cancel large terms): theta (digamma(x + theta) - digamma(theta)
+        # + log q) + (theta + x) p - x.
         d_loglik = (
-            theta * (log_theta - log_sum)
-            + theta * p
-            - x * (1.0 - p)
-            + theta * (torch.digamma(x + theta) - torch.digamma(theta))
+            torch.digamma(x_theta)
+            .sub_(torch.digamma(theta))
+            .add_(log_q)
+            .mul_(theta)
+            .add_(grad)
+            .sum(dim=0)
         )
-        grad_log_theta = d_loglik.sum(dim=0).mul_(-weight)
-        return nll.sum(), grad, {self.log_theta: grad_log_theta}
+        grad_log_theta = d_loglik.mul_(-weight)
+        grad.mul_(weight).masked_fill_(raw > log_cap, 0.0)
+        return -loglik, grad, {self.log_theta: grad_log_theta}
 
     def sample(self, decoded, rng):
         mu = self.mean(torch.as_tensor(decoded)).numpy()
@@ -878,6 +992,7 @@ class TableLikelihood(nn.Module):
         for family in self.families:
             self._out_slices.append(slice(start, start + family.n_outputs))
             start += family.n_outputs
+        self._units = _step_units(self._family_tuple, self._out_slices)
 
     # -- description
     def config(self):
@@ -950,14 +1065,6 @@ class TableLikelihood(nn.Module):
         with torch.no_grad():
             self.fill.copy_(torch.from_numpy(fill))
 
-    def initialise_output_bias(self, bias):
-        """Start the decoder's last bias at each family's suggestion."""
-        with torch.no_grad():
-            for family, out in zip(self.families, self._out_slices, strict=True):
-                start = family.initial_output_bias()
-                if start is not None:
-                    bias[out].copy_(start)
-
     def _block_order(self, x):
         """``x``'s columns in block order (one gather, or ``x`` itself)."""
         if self._in_order:
@@ -973,21 +1080,12 @@ class TableLikelihood(nn.Module):
             yield family, ordered[..., columns]
 
     # -- encoder side
-    def encode_for_step(self, x):
-        """Encoder input of complete ``x``, and each block's ``(values, input)``.
-
-        For the training step: :meth:`nll_and_grad` takes the blocks back and
-        reuses them (the gather into block order, standardised targets), so a
-        batch is encoded once.
-        """
+    def _encode_complete(self, x):
+        """Encoder input of ``x`` without missing cells."""
         if self._single:
-            family = self._family_tuple[0]
-            if family.identity_encoding:
-                return x, None
-            encoded = family.encode(x)
-            return encoded, [(x, encoded)]
-        blocks = [(values, family.encode(values)) for family, values in self._blocks(x)]
-        return torch.cat([encoded for _, encoded in blocks], dim=-1), blocks
+            return self._family_tuple[0].encode(x)
+        return torch.cat([family.encode(values) for family, values in self._blocks(x)],
+                         dim=-1)
 
     def encode(self, x):
         """Encoder input (n, n_inputs) of the internal values ``x``.
@@ -997,9 +1095,9 @@ class TableLikelihood(nn.Module):
         """
         missing = torch.isnan(x)
         if not self.mask_inputs and not bool(missing.any()):
-            return self.encode_for_step(x)[0]
+            return self._encode_complete(x)
         filled = torch.where(missing, self.fill.to(x.dtype), x)
-        encoded = self.encode_for_step(filled)[0]
+        encoded = self._encode_complete(filled)
         if self.mask_inputs:
             encoded = torch.cat([encoded, (~missing).to(x.dtype)], dim=-1)
         return encoded
@@ -1049,25 +1147,81 @@ class TableLikelihood(nn.Module):
         target = x.expand(*decoded.shape[:-1], x.shape[-1])
         return self.nll(decoded, target).sum(dim=-1)
 
-    def nll_and_grad(self, decoded, x, weight, blocks=None):
-        """Summed NLL, ``weight`` times its gradient, and parameter gradients.
+    def prepare(self, x):
+        """What the training step needs of a complete chunk ``x``: rows first.
 
-        ``blocks``: what :meth:`encode_for_step` returned for ``x``.
+        A tuple whose first tensor is the encoder input; the rest is what
+        :meth:`nll_and_grad_prepared` takes back, batch by batch (each tensor
+        split by rows). The work that depends on the values alone (the
+        gather into block order, the encodings, standardised targets,
+        Jacobians, ``log x!``) is done here, once per chunk of batches, not at
+        every step.
         """
         if self._single:
-            encoded = None if blocks is None else blocks[0][1]
+            family = self._family_tuple[0]
+            if family.identity_encoding:
+                return x, x
+            return family.encode(x), x
+        ordered = self._block_order(x)
+        encoded = []
+        targets = []
+        constant = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for family, columns in zip(self._family_tuple, self._column_slices,
+                                   strict=True):
+            inputs, target, row_constant = family.prepare(ordered[:, columns])
+            encoded.append(inputs)
+            targets.append(target)
+            if row_constant is not None:
+                constant += row_constant
+        inputs = torch.cat(encoded, dim=-1)
+        unit_targets = []
+        for unit in self._units:
+            if isinstance(unit, _LocatedRun) or (
+                targets[unit.index] is encoded[unit.index]
+            ):
+                # A target that is the block's encoder input (standardised
+                # values, one-hot levels), copied once per chunk: the steps'
+                # kernels are several times slower on a strided column slice.
+                unit_targets.append(inputs[:, unit.inputs].contiguous())
+            else:
+                unit_targets.append(targets[unit.index])
+        return (inputs, constant, *unit_targets)
+
+    def nll_and_grad_prepared(self, decoded, prepared, weight):
+        """:meth:`nll_and_grad` of a batch of :meth:`prepare`'s tensors."""
+        if self._single:
+            inputs, x = prepared
+            encoded = None if inputs is x else inputs
             return self._family_tuple[0].nll_and_grad(decoded, x, weight, encoded)
-        if blocks is None:
-            blocks = [(values, None) for _, values in self._blocks(x)]
+        constant, targets = prepared[1], prepared[2:]
+        total = constant.sum()
+        grads = []
+        parameter_grads = {}
+        for unit, target in zip(self._units, targets, strict=True):
+            # A contiguous copy of the block: elementwise kernels on a strided
+            # column slice run several times slower than the copy costs.
+            part, grad, params = unit.nll_and_grad_prepared(
+                decoded[:, unit.out].contiguous(), target, weight
+            )
+            total = total + part
+            grads.append(grad)
+            parameter_grads.update(params)
+        return total, torch.cat(grads, dim=-1), parameter_grads
+
+    def nll_and_grad(self, decoded, x, weight):
+        """Summed NLL, ``weight`` times its gradient, and parameter gradients.
+
+        Of complete internal values ``x``, block by block; the training step
+        uses :meth:`prepare` and :meth:`nll_and_grad_prepared` instead.
+        """
+        if self._single:
+            return self._family_tuple[0].nll_and_grad(decoded, x, weight)
         total = 0.0
         grads = []
         parameter_grads = {}
-        for family, out, (values, encoded) in zip(
-            self.families, self._out_slices, blocks, strict=True
-        ):
-            part, grad, params = family.nll_and_grad(
-                decoded[:, out], values, weight, encoded
-            )
+        for (family, values), out in zip(self._blocks(x), self._out_slices,
+                                         strict=True):
+            part, grad, params = family.nll_and_grad(decoded[:, out], values, weight)
             total = total + part
             grads.append(grad)
             parameter_grads.update(params)
@@ -1135,6 +1289,87 @@ class TableLikelihood(nn.Module):
     def integer_columns(self):
         return [c for f, cols in zip(self.families, self.columns, strict=True)
                 if f.integer for c in cols]
+
+
+def fuses(family):
+    """Whether the training step computes ``family`` with its Gaussian neighbours.
+
+    Gaussian-type families with a learned scale (``calibrated_gaussian``,
+    ``lognormal``, ``log1p_normal``) differ only in how their targets are
+    prepared: adjacent blocks of them are one computation per step. Blocks
+    laid out side by side (see :func:`skvae._tables.build_likelihood`) save
+    their per-step overhead.
+    """
+    return (
+        isinstance(family, _Located)
+        and family.learns_scale
+        and type(family).nll_and_grad_prepared is _Located.nll_and_grad_prepared
+    )
+
+
+class _LocatedRun:
+    """Adjacent blocks that :func:`fuses`, computed as one in the training step."""
+
+    def __init__(self, families, out, inputs):
+        self.families = families
+        self.out = out
+        self.inputs = inputs
+        self.sizes = [family.n_columns for family in families]
+
+    def nll_and_grad_prepared(self, decoded, target, weight):
+        if len(self.families) == 1:
+            log_scale = self.families[0].log_scale
+        else:
+            log_scale = torch.cat([family.log_scale for family in self.families])
+        total, grad, grad_log_scale = _gaussian_nll_and_grad(
+            decoded - target, log_scale, weight
+        )
+        if len(self.families) == 1:
+            return total, grad, {self.families[0].log_scale: grad_log_scale}
+        parts = grad_log_scale.split(self.sizes)
+        return total, grad, {
+            family.log_scale: part
+            for family, part in zip(self.families, parts, strict=True)
+        }
+
+
+class _Block:
+    """One block of the training step: its family's own prepared gradient."""
+
+    def __init__(self, family, out, index, inputs):
+        self.family = family
+        self.out = out
+        self.index = index
+        self.inputs = inputs
+        self.nll_and_grad_prepared = family.nll_and_grad_prepared
+
+
+def _step_units(families, out_slices):
+    """The training step's units: runs of fused blocks, and the other blocks."""
+    units = []
+    start_input = 0
+    run = []
+    for index, (family, out) in enumerate(zip(families, out_slices, strict=True)):
+        if fuses(family) and family.n_inputs == family.n_outputs:
+            run.append((family, out, start_input))
+        else:
+            if run:
+                units.append(_run(run))
+                run = []
+            inputs = slice(start_input, start_input + family.n_inputs)
+            units.append(_Block(family, out, index, inputs))
+        start_input += family.n_inputs
+    if run:
+        units.append(_run(run))
+    return units
+
+
+def _run(run):
+    families = [family for family, _, _ in run]
+    out = slice(run[0][1].start, run[-1][1].stop)
+    first_input = run[0][2]
+    inputs = slice(first_input, first_input + sum(f.n_inputs for f in families))
+    return _LocatedRun(families, out, inputs)
 
 
 def single_family(name, n_columns, standardize=False, mask_inputs=False):

@@ -16,6 +16,7 @@ import numpy as np
 from ._likelihoods import (
     Categorical,
     TableLikelihood,
+    fuses,
     get_family,
 )
 
@@ -362,7 +363,9 @@ def build_likelihood(spec, X_internal, mask_inputs=False):
             blocks.append(
                 (family(len(columns), standardize=spec["standardize"]), columns)
             )
-    blocks.sort(key=lambda block: block[1][0])
+    # Gaussian-type blocks with a learned scale side by side, so that the
+    # training step computes them as one (see skvae._likelihoods.fuses).
+    blocks.sort(key=lambda block: (not fuses(block[0]), block[1][0]))
     likelihood = TableLikelihood(
         blocks, len(spec["families"]), mask_inputs=mask_inputs
     )

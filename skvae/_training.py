@@ -107,13 +107,26 @@ def run_single_epoch(
     if step is None:
         step = make_train_step(module, optimizer, objective)
     kl_weight = objective.kl_weight(epoch)
+    # A step with ``prepare`` does what depends on the values alone once per
+    # chunk of batches: ``prepare(x)`` gives the function that runs a batch
+    # and the chunk's tensors, which are split into batches by rows.
+    prepare = getattr(step, "prepare", None)
     sums = []
     n_samples = 0
     for x, eps in rows.epoch(batch_size, module.n_components, generator):
         n_samples += x.shape[0]
+        noise = eps.split(batch_size)
+        if prepare is None:
+            sums.extend(
+                step(xb, eb, kl_weight)
+                for xb, eb in zip(x.split(batch_size), noise, strict=True)
+            )
+            continue
+        run, tensors = prepare(x)
+        batches = zip(*(tensor.split(batch_size) for tensor in tensors), strict=True)
         sums.extend(
-            step(xb, eb, kl_weight)
-            for xb, eb in zip(x.split(batch_size), eps.split(batch_size), strict=True)
+            run(batch, eb, kl_weight)
+            for batch, eb in zip(batches, noise, strict=True)
         )
     recon_mean_sum, kl_sum = (torch.stack(sums).sum(dim=0) / n_samples).tolist()
     loss = objective.recon_weight * recon_mean_sum + kl_weight * kl_sum
@@ -136,14 +149,30 @@ def make_train_step(module, optimizer, objective):
     fast = HandBackprop(module, optimizer, objective)
     if objective.missing is False:
         return fast
+    return _CheckedStep(fast, autograd)
 
-    def step(x, eps, kl_weight):
-        # Rows not known to be complete: batches with a hole train by autograd.
+
+class _CheckedStep:
+    """The fast step for rows not known to be complete (a streamed X).
+
+    A chunk of batches with a hole (NaN) trains by autograd, which takes
+    missing cells; a complete chunk by the fast step.
+    """
+
+    def __init__(self, fast, autograd):
+        self.fast = fast
+        self.autograd = autograd
+
+    def __call__(self, x, eps, kl_weight):
+        return self.prepare(x)[0]((x,), eps, kl_weight)
+
+    def prepare(self, x):
         if bool(torch.isnan(x).any()):
-            return autograd(x, eps, kl_weight)
-        return fast(x, eps, kl_weight)
+            return self._by_autograd, (x,)
+        return self.fast.prepare(x)
 
-    return step
+    def _by_autograd(self, batch, eps, kl_weight):
+        return self.autograd(batch[0], eps, kl_weight)
 
 
 class HandBackprop:
@@ -187,23 +216,31 @@ class HandBackprop:
                 parameter.grad = torch.zeros_like(parameter)
 
     def __call__(self, x, eps, kl_weight):
-        with torch.no_grad():
-            return self._step(x, eps, kl_weight)
+        return self.run(self.likelihood.prepare(x), eps, kl_weight)
 
-    def _step(self, x, eps, kl_weight):
+    def prepare(self, x):
+        """``(self.run, tensors)`` of a chunk ``x``: see :func:`run_single_epoch`."""
+        with torch.no_grad():
+            return self.run, self.likelihood.prepare(x)
+
+    def run(self, prepared, eps, kl_weight):
+        """One step on a batch of :meth:`TableLikelihood.prepare`'s tensors."""
+        with torch.no_grad():
+            return self._step(prepared, eps, kl_weight)
+
+    def _step(self, prepared, eps, kl_weight):
         objective = self.objective
-        n_rows = x.shape[0]
-        inputs, blocks = self.likelihood.encode_for_step(x)
+        inputs = prepared[0]
+        n_rows = inputs.shape[0]
         encoded, encoder_saved = _forward(self.encoder, inputs)
         mean, logvar = encoded.chunk(2, dim=-1)
         noise = torch.exp(0.5 * logvar).mul_(eps)
         decoded, decoder_saved = _forward(self.decoder, mean + noise)
 
-        nll, grad, parameter_grads = self.likelihood.nll_and_grad(
+        nll, grad, parameter_grads = self.likelihood.nll_and_grad_prepared(
             decoded,
-            x,
+            prepared,
             objective.recon_weight / (n_rows * objective.n_features),
-            blocks,
         )
         for parameter, parameter_grad in parameter_grads.items():
             parameter.grad.copy_(parameter_grad)

@@ -19,6 +19,7 @@ from skvae._likelihoods import (
     CalibratedGaussian,
     Categorical,
     Gaussian,
+    Log1pNormal,
     LogNormal,
     NegativeBinomial,
     Poisson,
@@ -363,6 +364,75 @@ def test_table_nll_and_grad_matches_autograd():
             expected.detach().numpy(),
             atol=1e-9,
         )
+
+
+def _fused_table(seed=1):
+    """Every family, the Gaussian-type ones with a learned scale adjacent."""
+    rng = np.random.RandomState(seed)
+    blocks = [
+        (CalibratedGaussian(2, standardize=True), [5, 0]),
+        (LogNormal(1), [7]),
+        (Log1pNormal(1), [8]),
+        (Categorical(2, n_levels=[3, 2]), [3, 9]),
+        (Poisson(1), [6]),
+        (Bernoulli(2), [1, 4]),
+        (NegativeBinomial(1), [2]),
+        (Gaussian(1, standardize=True), [10]),
+    ]
+    table = TableLikelihood(blocks, 11).double()
+    n = 40
+    x = np.empty((n, 11))
+    x[:, [5, 0, 10]] = rng.normal([3.0, -4.0, 1.0], [2.0, 0.5, 3.0], size=(n, 3))
+    x[:, 3] = rng.randint(0, 3, n)
+    x[:, 9] = rng.randint(0, 2, n)
+    x[:, 6] = rng.poisson(4.0, n)
+    x[:, [1, 4]] = rng.uniform(size=(n, 2)) < 0.4
+    x[:, 2] = rng.negative_binomial(3, 0.3, n)
+    x[:, 7] = np.exp(rng.normal(2.0, 0.6, n))
+    x[:, 8] = rng.standard_t(2, n) * 50.0
+    table.fit_statistics(x)
+    with torch.no_grad():
+        blocks[0][0].log_scale.copy_(_t([0.3, -0.6]))
+        blocks[1][0].log_scale.fill_(-0.4)
+        blocks[2][0].log_scale.fill_(0.2)
+        blocks[6][0].log_theta.fill_(0.9)
+    decoded = rng.normal(size=(n, table.n_outputs))
+    return table, decoded, x
+
+
+@pytest.mark.parametrize("batch", [40, 16])
+def test_prepared_step_matches_autograd_batch_by_batch(batch):
+    # The training step prepares a chunk once and splits it into batches;
+    # each batch's loss and gradients must be those of the table's NLL.
+    table, decoded, x = _fused_table()
+    weight = 0.43
+    prepared = table.prepare(_t(x))
+    np.testing.assert_allclose(
+        prepared[0].numpy(), table.encode(_t(x)).numpy(), rtol=1e-12
+    )
+    parts = [tensor.split(batch) for tensor in prepared]
+    for i, start in enumerate(range(0, x.shape[0], batch)):
+        rows = slice(start, start + batch)
+        expected_grad, expected_parameters = _autograd(
+            table, decoded[rows], x[rows], weight
+        )
+        with torch.no_grad():  # as in the training step
+            total, grad, parameter_grads = table.nll_and_grad_prepared(
+                _t(decoded[rows]).clone(), tuple(part[i] for part in parts), weight
+            )
+        np.testing.assert_allclose(
+            float(total), _summed_nll(table, decoded[rows], x[rows]), rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            grad.numpy(), expected_grad.detach().numpy(), atol=1e-10
+        )
+        assert set(parameter_grads) == set(expected_parameters)
+        for parameter, expected in expected_parameters.items():
+            np.testing.assert_allclose(
+                parameter_grads[parameter].numpy(),
+                expected.detach().numpy(),
+                atol=1e-9,
+            )
 
 
 def test_table_mean_and_features():
