@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 from sklearn.compose import make_column_selector
+from sklearn.exceptions import ConvergenceWarning
 
 import skvae
 from skvae import VAETransformer
@@ -507,3 +508,22 @@ def test_bad_value_at_fit_names_column_and_row(family, column, value, match):
     assert vae.likelihoods_ == listed
     with pytest.raises(ValueError, match=pattern):
         _fitted_with(likelihood, bad)
+
+
+def test_fitting_a_frame_warns_of_nothing_but_convergence():
+    # A DataFrame's column block can be a read-only array; the statistics of
+    # a transformed family must not hand it to torch as is (which warns that
+    # the array is not writable).
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=50),
+            "n": rng.poisson(3.0, 50),
+            "flag": rng.rand(50) > 0.5,
+        }
+    )
+    spec = [("log1p_normal", ["flag", "a"]), ("negative_binomial", ["n"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        VAETransformer(likelihood=spec, max_iter=2, random_state=0).fit(frame)
