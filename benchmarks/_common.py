@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from skvae._likelihoods import single_family
 from skvae._losses import elbo
 from skvae._vae import score_noise
 
@@ -184,14 +185,18 @@ def heldout_elbo(model, X):
     """
     if hasattr(model, "score"):
         return float(model.score(X))
-    network = SimpleNamespace(encode=model.encode, decode=model.decode, log_scale=None)
+    network = SimpleNamespace(
+        encode=model.encode,
+        decode=model.decode,
+        likelihood=single_family("gaussian", X.shape[1]),
+    )
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
     x = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     eps = score_noise(N_COMPONENTS, torch.float32, x.device)
     with torch.no_grad():
-        values = [elbo(network, "gaussian", chunk, eps) for chunk in x.split(4096)]
+        values = [elbo(network, chunk, eps) for chunk in x.split(4096)]
     if was_training:
         model.train()
     return float(torch.cat(values).mean())
