@@ -42,9 +42,9 @@ kind                ``values[path]``     rebuilt as
 ``estimator``       the class name       its entries at ``path/name``
 ==================  ===================  =====================================
 
-``ndarray:>f8`` (``scalar:``, ``strings:<U3``) names a dtype that the tensor
-or JSON alone does not say: another byte order, a fixed-width string. A
-container is split into paths only when something in it is not plain JSON.
+``ndarray:>`` names a byte order other than the machine's (the tensor holds
+native bytes), ``strings:3`` a fixed-width ``<U3`` array rather than objects.
+A container is split into paths only when something in it is not plain JSON.
 The module's layout (widths, activation, each likelihood family's
 ``config()``) must be plain data, so a new family or a new plain attribute
 needs nothing here.
@@ -555,13 +555,14 @@ class _Writer:
             except TypeError:  # a dtype torch has no tensor of (e.g. float128)
                 pass
             else:
-                detail = "" if native == array.dtype else f":{array.dtype.str}"
+                detail = "" if native == array.dtype else ":" + array.dtype.byteorder
                 return self.put(path, kind + detail, tensor=tensor)
         # JSON nests the strings: a zero length before the last axis would lose
         # the axes after it.
         elif array.dtype.kind in "OU" and 0 not in array.shape[:-1]:
             if all(type(v) is str for v in array.ravel().tolist()):
-                detail = ":" + array.dtype.str if array.dtype.kind == "U" else ""
+                width = array.dtype.itemsize // 4  # of a fixed-width str dtype
+                detail = f":{width}" if array.dtype.kind == "U" else ""
                 return self.put(path, "strings" + detail, array.tolist())
         raise TypeError(
             f"{label}: numpy arrays of dtype {array.dtype} cannot be saved (only "
@@ -618,7 +619,7 @@ class _Reader:
         kind = self.kinds.pop(path, None)
         if kind is None:
             return self.value(path)
-        name, _, detail = kind.partition(":") if type(kind) is str else (kind, 0, 0)
+        name, _, detail = kind.partition(":") if type(kind) is str else ("", 0, 0)
         typed = kind == name or name in ("scalar", "ndarray", "strings")
         method = self._READERS.get(name) if typed else None
         if method is None:
@@ -636,17 +637,17 @@ class _Reader:
 
     def _array(self, path, name, detail):
         array = self.tensor(path).numpy()
-        if detail:
-            dtype = self._dtype(detail, _NUMERIC_KINDS)
-            if dtype.newbyteorder("=") != array.dtype:
-                self.fail(f"array {path!r} is not of dtype {detail!r}")
-            array = array.astype(dtype)
+        if detail not in ("", "<", ">"):
+            self.fail(f"bad byte order {detail!r}")
+        array = array.astype(array.dtype.newbyteorder(detail)) if detail else array
         if name == "scalar":
             return array[()] if array.ndim == 0 else self.fail("a scalar has a shape")
         return array
 
     def _strings(self, path, name, detail):
-        dtype = self._dtype(detail, "U") if detail else np.dtype(object)
+        if detail and not (detail.isdecimal() and len(detail) <= 5):
+            self.fail(f"bad string width {detail!r}")
+        dtype = f"U{detail}" if detail else object
         try:
             array = np.array(self.value(path), dtype=object)
         except ValueError:
@@ -655,18 +656,11 @@ class _Reader:
             self.fail("a string array holds other values")
         return array.astype(dtype)
 
-    def _dtype(self, text, kinds):
-        try:
-            dtype = np.dtype(text if len(text) <= 8 else "")
-        except TypeError:
-            self.fail(f"bad dtype {text!r}")
-        if dtype.kind not in kinds or dtype.fields is not None or dtype.shape:
-            self.fail(f"dtype {text!r} is not allowed")
-        return dtype
-
     def _container(self, path, name, detail):
         keys = self.value(path)
         if name in ("list", "tuple"):
+            if type(keys) is not int or keys < 0:
+                self.fail(f"bad length at {path!r}")
             items = [self.decode(f"{path}/{i}") for i in range(keys)]
             return tuple(items) if name == "tuple" else items
         if type(keys) is not list or not all(type(k) in (str, int) for k in keys):
@@ -778,28 +772,21 @@ def module_from_state(state):
 
 def _check_config(config):
     """The torch dtype of a valid VAEModule layout; ValueError otherwise."""
-    expected = {
-        "likelihood",
-        "n_components",
-        "hidden_layer_sizes",
-        "activation",
-        "dtype",
-    }
+    keys = {"likelihood", "n_components", "hidden_layer_sizes", "activation", "dtype"}
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
     if (
         type(config) is not dict
-        or set(config) != expected
+        or set(config) != keys
         or type(config["hidden_layer_sizes"]) is not list
-    ):
-        raise ValueError(f"module layout {config!r} is not a VAEModule's")
-    sizes = [config["n_components"], *config["hidden_layer_sizes"]]
-    dtype = {"float32": torch.float32, "float64": torch.float64}.get(config["dtype"])
-    if (
-        not all(type(n) is int and n > 0 for n in sizes)
+        or not all(
+            type(n) is int and n > 0
+            for n in [config["n_components"], *config["hidden_layer_sizes"]]
+        )
         or config["activation"] not in ACTIVATIONS
-        or dtype is None
+        or config["dtype"] not in dtypes
     ):
         raise ValueError(f"module layout {config!r} is not a VAEModule's")
-    return dtype
+    return dtypes[config["dtype"]]
 
 
 def _likelihood(config):
