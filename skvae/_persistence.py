@@ -25,22 +25,22 @@ string-keyed dicts included); when ``kinds`` has no entry for the path, that
 value is the attribute, as JSON gives it back. Otherwise ``kinds[path]`` says
 how to rebuild it, and the tensor of the same name, if any, holds its numbers:
 
-==================  ===================  =====================================
-kind                ``values[path]``     rebuilt as
-==================  ===================  =====================================
-``float``           ``"inf"``, ...       a float JSON cannot hold
-``scalar``          (tensor, 0-d)        a numpy scalar of the tensor's dtype
-``ndarray``         (tensor)             a numpy array of the tensor's dtype
-``tensor``          (tensor)             a torch tensor
-``strings``         nested lists         a numpy array of ``str`` objects
-``list``/``tuple``  the length           items at ``path/0``, ``path/1``, ...
-``dict``            the keys (str, int)  items at ``path/key``
-``TrainingHistory`` the field names      fields at ``path/field``
-``RandomState``     pos, has_gauss, ...  numpy's MT19937 (keys: int32 tensor)
-``device``          ``"cuda:0"``, ...    a ``torch.device``
-``VAEModule``       its layout           weights ``path/<state_dict key>``
-``estimator``       the class name       its entries at ``path/name``
-==================  ===================  =====================================
+===================  ===================  ====================================
+kind                 ``values[path]``     rebuilt as
+===================  ===================  ====================================
+``float``            ``"inf"``, ...       a float JSON cannot hold
+``scalar``           (tensor, 0-d)        a numpy scalar of the tensor's dtype
+``ndarray``          (tensor)             a numpy array of the tensor's dtype
+``tensor``           (tensor)             a torch tensor
+``strings``          nested lists         a numpy array of ``str`` objects
+``list``, ``tuple``  the length           items at ``path/0``, ``path/1``, ...
+``dict``             the keys (str, int)  items at ``path/key``
+``TrainingHistory``  the field names      fields at ``path/field``
+``RandomState``      pos, has_gauss, ...  numpy's MT19937 (keys: int32 tensor)
+``device``           ``"cuda:0"``, ...    a ``torch.device``
+``VAEModule``        its layout           weights at ``path/<state_dict key>``
+``estimator``        the class name       its entries at ``path/name``
+===================  ===================  ====================================
 
 ``ndarray:>`` names a byte order other than the machine's (the tensor holds
 native bytes), ``strings:3`` a fixed-width ``<U3`` array rather than objects.
@@ -174,8 +174,9 @@ def save(estimator, path):
 
     The file holds the parameters, the fitted attributes, the training
     history, the optimiser's state and the random stream (so that
-    ``warm_start`` and ``partial_fit`` continue exactly as they would have), in
-    JSON, and the weights in safetensors. :func:`load` reads it back without
+    ``warm_start`` and ``partial_fit`` continue exactly as they would have): one
+    flat JSON document, and every array of numbers (the weights, Adam's moments,
+    numeric attributes) in safetensors. :func:`load` reads it back without
     running any code from the file. An unfitted estimator is saved with its
     parameters only. The file is written to a temporary name and renamed, so a
     failed save leaves no half-written file.
