@@ -561,7 +561,7 @@ class _Writer:
         # JSON nests the strings: a zero length before the last axis would lose
         # the axes after it.
         elif array.dtype.kind in "OU" and 0 not in array.shape[:-1]:
-            if all(type(v) is str for v in array.ravel().tolist()):
+            if all(isinstance(v, str) for v in array.ravel().tolist()):
                 width = array.dtype.itemsize // 4  # of a fixed-width str dtype
                 detail = f":{width}" if array.dtype.kind == "U" else ""
                 return self.put(path, "strings" + detail, array.tolist())

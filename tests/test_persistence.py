@@ -167,6 +167,7 @@ def test_values_that_json_cannot_hold_round_trip_exactly(gaussian_data):
         "extra_empty_": np.zeros((0, 3), dtype=np.float16),
         "extra_strings_": np.array([["a", "bc"], ["d", "e"]], dtype="<U3"),
         "extra_objects_": np.array(["x", "yz"], dtype=object),
+        "extra_numpy_strings_": np.array([np.str_("n")], dtype=object),
         "extra_nested_": [(1, "a"), {"k": (2.5, [np.float64(1.0)])}, []],
         "extra_keys_": {0: "zero", 1: (1,), "two": None, "": {}},
         "extra_device_": torch.device("cpu"),
