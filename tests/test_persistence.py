@@ -210,9 +210,9 @@ def test_every_likelihood_family_round_trips(family):
     candidates = {
         "category": pd.Categorical(rng.choice(["a", "b", "c"], 80)),
         "count": rng.poisson(3.0, 80),
-        "flag": rng.uniform(size=80) < 0.4,
         "size": np.exp(rng.normal(size=80)),
         "real": rng.normal(size=80),
+        "flag": rng.uniform(size=80) < 0.4,
     }
     for name, column in candidates.items():  # the first column it can model
         frame = pd.DataFrame({name: column})
