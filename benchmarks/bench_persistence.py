@@ -5,7 +5,8 @@
 - ``pickle, torch state``: the state as pickles held it before (the module and
   Adam's tensors as torch objects), pickled as a dict: the old cost;
 - ``skvae.save / load``: the safetensors file with its JSON document and
-  SHA-256 (to and from memory);
+  SHA-256 (to and from memory); the size of that JSON document (in the
+  safetensors header) is reported too;
 - ``skops.io``: ``dumps`` / ``loads(trusted=[...])``.
 
 Two models: the default network (48 features, 64-32 hidden units) and a wide
@@ -20,6 +21,7 @@ The table is printed and written to ``benchmarks/results/persistence.md``.
 """
 
 import io
+import json
 import pickle
 import warnings
 
@@ -52,6 +54,12 @@ def skvae_dumps(vae):
     return buffer.getvalue()
 
 
+def document_bytes(data):
+    """Length of the JSON document in a skvae file's safetensors header."""
+    header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    return len(header["__metadata__"]["skvae"].encode("utf-8"))
+
+
 def ways():
     ways = {
         "pickle": (pickle.dumps, pickle.loads),
@@ -74,6 +82,7 @@ def main():
     models = [(48, (64, 32))] + ([] if args.quick else [(1000, (1024, 1024))])
     rounds = 3 if args.quick else args.rounds
     rows, data = [], {"machine": machine(), "rounds": rounds, "models": []}
+    documents = []
     for n_features, hidden in models:
         X = np.random.default_rng(0).standard_normal((2000, n_features))
         with warnings.catch_warnings():
@@ -98,7 +107,10 @@ def main():
             rounds,
         )
         model = f"{n_features} features, {'-'.join(map(str, hidden))} hidden"
+        document = document_bytes(dumped["skvae.save / load"])
+        documents.append(f"{document / 1e3:.1f} kB ({model})")
         entry = {"model": model, "n_weights": n_weights, "ways": {}}
+        entry["skvae_document_bytes"] = document
         for name in contenders:
             entry["ways"][name] = {
                 "dump_s": dump_times[name],
@@ -121,7 +133,8 @@ def main():
     markdown = (
         "# Saving and loading a fitted VAETransformer\n\n"
         f"Median of {rounds} interleaved rounds; {machine()}. A shared machine: "
-        "compare rows of one model, not runs.\n\n" + table
+        "compare rows of one model, not runs.\n\n" + table + "\n\nThe JSON "
+        "document inside skvae.save's file: " + "; ".join(documents) + "."
     )
     write_results("persistence", markdown, data)
 

@@ -1,33 +1,64 @@
 """Saving and loading skvae estimators without running code: JSON and safetensors.
 
-A model file is one safetensors file. Its tensors are the weights (the
-module's ``state_dict``) and Adam's moments; the header's ``__metadata__``
-holds four strings:
+A model file is one safetensors file. Its tensors are every number the model
+holds in an array: the weights, Adam's moments, numeric fitted attributes
+(``kl_per_dimension_``, ``support_``, ...), numpy scalars and the random
+stream's keys. The header's ``__metadata__`` holds four strings:
 
 ``format``
     ``'skvae'``: the marker that tells a skvae file from any other.
 ``format_version``
     The layout version, :data:`FORMAT_VERSION`.
 ``skvae``
-    A JSON document: the class name, ``get_params(deep=False)``, the fitted
-    attributes, the private state listed in :data:`PRIVATE_STATE` and the
-    versions of skvae, torch, scikit-learn and numpy that wrote it.
+    The JSON document, below.
 ``sha256``
     The SHA-256 of the document and of every tensor's name, dtype, shape and
     bytes: a file changed or cut short after ``save`` wrote it is refused.
+
+The document is ``{"class", "versions", "values", "kinds"}``: the class name,
+the versions of skvae, torch, scikit-learn and numpy that wrote it, and two
+flat mappings keyed by path. A path is a name of ``get_params(deep=False)``,
+a fitted attribute (``name_``) or private state from :data:`PRIVATE_STATE`
+(``_name``), the spelling saying which, then ``/key`` for each step into a
+container. ``values[path]`` is a plain JSON value (nested lists and
+string-keyed dicts included); when ``kinds`` has no entry for the path, that
+value is the attribute, as JSON gives it back. Otherwise ``kinds[path]`` says
+how to rebuild it, and the tensor of the same name, if any, holds its numbers:
+
+===================  ===================  ====================================
+kind                 ``values[path]``     rebuilt as
+===================  ===================  ====================================
+``float``            ``"inf"``, ...       a float JSON cannot hold
+``scalar``           (tensor, 0-d)        a numpy scalar of the tensor's dtype
+``ndarray``          (tensor)             a numpy array of the tensor's dtype
+``tensor``           (tensor)             a torch tensor
+``strings``          nested lists         a numpy array of ``str`` objects
+``list``, ``tuple``  the length           items at ``path/0``, ``path/1``, ...
+``dict``             the keys (str, int)  items at ``path/key``
+``TrainingHistory``  the field names      fields at ``path/field``
+``RandomState``      pos, has_gauss, ...  numpy's MT19937 (keys: int32 tensor)
+``device``           ``"cuda:0"``, ...    a ``torch.device``
+``VAEModule``        its layout           weights at ``path/<state_dict key>``
+``estimator``        the class name       its entries at ``path/name``
+===================  ===================  ====================================
+
+``ndarray:>`` names a byte order other than the machine's (the tensor holds
+native bytes), ``strings:3`` a fixed-width ``<U3`` array rather than objects.
+A container is split into paths only when something in it is not plain JSON.
+The module's layout (widths, activation, each likelihood family's
+``config()``) must be plain data, so a new family or a new plain attribute
+needs nothing here.
 
 Why one safetensors file rather than a zip of a JSON file and a weights file:
 safetensors' reader is built for untrusted files (a bounds-checked JSON header
 and raw little-endian bytes; no code, no compression, so no zip bomb, and no
 member names, so no path traversal) and it is the one parser ``load`` needs;
-the file stays a standard safetensors file that other tools can open to
-inspect the weights.
+the file stays a standard safetensors file that other tools can open.
 
-Loading runs no code from the file: every JSON value is decoded by fixed code
-into numbers, strings, lists, tuples, dicts, numpy arrays of numbers or
-strings, numpy ``RandomState`` states, tensors or the few skvae types named
-below, and the estimator's class comes from :data:`ESTIMATORS`, never from an
-import path written in the file.
+Loading runs no code from the file: each kind is read by fixed code, the
+estimator's class comes from :data:`ESTIMATORS` and a dataclass from
+``_DATACLASSES``, never from an import path written in the file, and a file
+with an entry, kind or tensor that this reading leaves unused is refused.
 
 The same module-to-numpy conversion serves ``VAETransformer.__getstate__``
 (:func:`plain_state` and :func:`torch_state`), so that pickles hold no torch
@@ -55,9 +86,12 @@ from ._training import TrainingHistory
 from ._warnings import find_stack_level
 
 FORMAT = "skvae"
-# 2: the module's layout holds its likelihood (families, columns) instead of
-# n_features and learn_scale; the table spec of fit is saved.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# The formats this skvae no longer reads, and what changed after them.
+_OLD_FORMATS = {
+    1: "from before per-column likelihoods",
+    2: "with a tree of tagged JSON objects for a document",
+}
 
 # The estimator classes that save and load accept, by the name written in the
 # file, with the module that defines them. Registering another skvae estimator
@@ -92,17 +126,10 @@ _DATACLASSES = {"TrainingHistory": TrainingHistory}
 _CHECKED_VERSIONS = ("skvae", "torch", "scikit-learn", "numpy")
 
 _NUMERIC_KINDS = "biuf"
+# The tensor dtypes that safetensors writes on every supported torch.
 _TENSOR_DTYPES = {
-    torch.float16,
-    torch.bfloat16,
-    torch.float32,
-    torch.float64,
-    torch.int8,
-    torch.int16,
-    torch.int32,
-    torch.int64,
-    torch.uint8,
-    torch.bool,
+    *(torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool),
+    *(torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8),
 }
 
 
@@ -147,8 +174,9 @@ def save(estimator, path):
 
     The file holds the parameters, the fitted attributes, the training
     history, the optimiser's state and the random stream (so that
-    ``warm_start`` and ``partial_fit`` continue exactly as they would have), in
-    JSON, and the weights in safetensors. :func:`load` reads it back without
+    ``warm_start`` and ``partial_fit`` continue exactly as they would have): one
+    flat JSON document, and every array of numbers (the weights, Adam's moments,
+    numeric attributes) in safetensors. :func:`load` reads it back without
     running any code from the file. An unfitted estimator is saved with its
     parameters only. The file is written to a temporary name and renamed, so a
     failed save leaves no half-written file.
@@ -317,10 +345,10 @@ def load(path):
 
 def to_document(estimator):
     """The JSON-able document and the tensors that describe ``estimator``."""
-    encoder = _Encoder({})
-    document = _describe_estimator(estimator, encoder, "")
-    document["versions"] = _versions()
-    return document, encoder.tensors
+    writer = _Writer()
+    name = _describe_estimator(estimator, writer, "")
+    document = {"class": name, "versions": _versions()}
+    return {**document, "values": writer.values, "kinds": writer.kinds}, writer.tensors
 
 
 def from_document(document, tensors, source="the file"):
@@ -331,22 +359,26 @@ def from_document(document, tensors, source="the file"):
     if type(saved_versions) is not dict:
         saved_versions = {}
     _warn_on_version_mismatch(saved_versions)
-    decoder = _Decoder(tensors, source, saved_versions)
-    estimator = decoder.estimator(document)
-    unused = set(tensors) - decoder.used
-    if unused:
+    reader = _Reader(document, tensors, source, saved_versions)
+    try:
+        estimator = _build_estimator(document.get("class"), reader, "")
+    except RecursionError:
+        reader.fail("its entries nest without end")
+    unused = [*reader.values, *reader.kinds, *reader.tensors]
+    if unused or not set(document) <= {"class", "versions", "values", "kinds"}:
         raise ValueError(
-            f"{source} holds tensors that its document does not refer to "
-            f"({sorted(unused)[:3]}...): it is damaged or not a skvae model file."
+            f"{source} holds entries or tensors that its document does not refer "
+            f"to ({sorted(unused or document)[:3]}...): it is damaged or not a "
+            "skvae model file."
         )
     return estimator
 
 
-def _describe_estimator(estimator, encoder, prefix):
-    """Class, parameters, fitted attributes and private state of an estimator.
+def _describe_estimator(estimator, writer, prefix):
+    """Write an estimator's parameters, fitted attributes and private state.
 
-    ``prefix`` names where a nested estimator sits (e.g. ``'vae_/'``), so that
-    its tensors get names of their own.
+    ``prefix`` is where a nested estimator sits (e.g. ``'vae_/'``). Returns the
+    class name.
     """
     classes = _estimator_classes()
     name = type(estimator).__name__
@@ -361,7 +393,6 @@ def _describe_estimator(estimator, encoder, prefix):
             "work too, for files you trust."
         )
     params = estimator.get_params(deep=False)
-    encoded_params = {}
     for key, value in params.items():
         if isinstance(value, np.random.RandomState):
             raise TypeError(
@@ -373,88 +404,60 @@ def _describe_estimator(estimator, encoder, prefix):
                 "and the random stream that partial_fit continues are saved "
                 "either way."
             )
-        encoded_params[key] = encoder.encode(value, f"{prefix}parameter {key}")
-    state = vars(estimator)
-    attributes = {
-        key: encoder.encode(value, prefix + key)
-        for key, value in state.items()
-        if _is_fitted_attribute(key) and key not in params
-    }
-    optimizer = state.get("_optimizer")
-    optimizer_state = (
-        optimizer.state_dict()
-        if optimizer is not None
-        else state.get("_optimizer_state")
-    )
-    private = {}
-    for key in PRIVATE_STATE:
-        value = optimizer_state if key == "_optimizer_state" else state.get(key)
-        if value is not None:
-            private[key] = encoder.encode(value, prefix + key)
-    return {
-        "class": name,
-        "params": encoded_params,
-        "attributes": attributes,
-        "private": private,
-    }
+        writer.encode(value, prefix + key, f"{prefix}parameter {key}")
+    state = dict(vars(estimator))
+    if state.get("_optimizer") is not None:
+        state["_optimizer_state"] = state["_optimizer"].state_dict()
+    for key, value in state.items():
+        fitted = _is_fitted_attribute(key) and key not in params
+        if fitted or (key in PRIVATE_STATE and value is not None):
+            writer.encode(value, prefix + key, f"attribute {prefix}{key}")
+    return name
 
 
-def _build_estimator(document, decoder):
-    """The inverse of :func:`_describe_estimator`."""
-    source = decoder.source
-    if type(document) is not dict:
-        decoder.fail("an estimator entry is not a mapping")
-    name = document.get("class")
-    classes = _estimator_classes()
-    if name not in classes:
+def _build_estimator(name, reader, prefix):
+    """The inverse of :func:`_describe_estimator`: the estimator at ``prefix``."""
+    source, classes = reader.source, _estimator_classes()
+    if type(name) is not str or name not in classes:
         raise ValueError(
             f"{source} holds a {name!r}, which this skvae cannot load: it loads "
             + ", ".join(sorted(classes))
             + ". A file from a newer skvae may need an upgrade."
         )
     estimator = classes[name]()
-    params = {
-        key: decoder.decode(value)
-        for key, value in _mapping(document, "params", source).items()
+    known = estimator.get_params(deep=False)
+    # The estimator's entries are the paths one name below its prefix, and a
+    # name's spelling says what it is: _private, fitted_ or a parameter.
+    keys = {
+        path[len(prefix) :]
+        for path in (*reader.values, *reader.kinds)
+        if path.startswith(prefix) and "/" not in path[len(prefix) :]
     }
-    try:
-        estimator.set_params(**params)
-    except ValueError as exc:
-        raise ValueError(
-            f"{source} has parameters that this skvae's {name} does not know "
-            f"({exc}); it was written by skvae "
-            f"{decoder.versions.get('skvae')!r}, this is {_versions()['skvae']!r}. "
-            "Upgrade skvae to load it."
-        ) from exc
-    state = {}
-    for key, value in _mapping(document, "attributes", source).items():
-        if (
-            not _is_fitted_attribute(key)
-            or key in params
-            or hasattr(type(estimator), key)
-        ):
-            raise ValueError(f"{source}: {key!r} is not a fitted attribute name.")
-        state[key] = decoder.decode(value)
-    for key, value in _mapping(document, "private", source).items():
-        if key not in PRIVATE_STATE:
+    params, state = {}, {}
+    for key in sorted(keys):
+        if key.startswith("_") and key not in PRIVATE_STATE:
             raise ValueError(
                 f"{source} holds private state {key!r} that this skvae does not "
                 "know; it was written by another skvae version. Upgrade skvae."
             )
-        state[key] = decoder.decode(value)
+        if key.endswith("_") and not key.startswith("_"):
+            if not _is_fitted_attribute(key) or hasattr(type(estimator), key):
+                raise ValueError(f"{source}: {key!r} is not a fitted attribute name.")
+        elif not key.startswith("_") and key not in known:
+            raise ValueError(
+                f"{source} has parameters that this skvae's {name} does not know "
+                f"({key!r}); it was written by skvae "
+                f"{reader.versions.get('skvae')!r}, this is "
+                f"{_versions()['skvae']!r}. Upgrade skvae to load it."
+            )
+        (params if key in known else state)[key] = reader.decode(prefix + key)
+    estimator.set_params(**params)
     if "module_" in state:
         # As after unpickling: Adam is rebuilt from its state on the next fit.
         state.setdefault("_optimizer_state", None)
         state["_optimizer"] = None
     estimator.__dict__.update(state)
     return estimator
-
-
-def _mapping(document, key, source):
-    value = document.get(key, {})
-    if type(value) is not dict:
-        raise ValueError(f"{source}: the model document's {key!r} is not a mapping.")
-    return value
 
 
 def _is_fitted_attribute(key):
@@ -466,273 +469,241 @@ def _is_fitted_attribute(key):
     )
 
 
-# ------------------------------------------------------- encoding, decoding
+def _is_plain(value):
+    """Whether JSON gives ``value`` back as it is (same types, same bits)."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(_is_plain(v) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _is_plain(v) for k, v in value.items())
+    return value is None or kind in (bool, int, str)
 
 
-class _Encoder:
-    """Plain data to JSON values, with tagged objects for everything else.
+# ------------------------------------------------------- writing, reading
 
-    Tensors go to ``tensors``, named by their path in the document.
+
+class _Writer:
+    """Values into the flat ``values``, ``kinds`` and ``tensors`` mappings."""
+
+    def __init__(self):
+        self.values, self.kinds, self.tensors = {}, {}, {}
+
+    def put(self, path, kind=None, value=None, tensor=None):
+        if path in self.values or path in self.kinds or path in self.tensors:
+            raise TypeError(f"{path}: two values would be saved under one name.")
+        if kind is not None:
+            self.kinds[path] = kind
+        if tensor is not None:
+            self.tensors[path] = tensor
+        if value is not None or (kind is None and tensor is None):
+            self.values[path] = value
+
+    def encode(self, value, path, label):
+        kind = type(value)
+        if _is_plain(value):
+            self.put(path, value=value)
+        elif kind is float:
+            self.put(path, "float", repr(value))
+        elif isinstance(value, np.generic) and value.dtype.kind in _NUMERIC_KINDS:
+            self.array(np.array(value), path, label, "scalar")
+        elif kind is np.ndarray:
+            self.array(value, path, label)
+        elif kind in (list, tuple):
+            self.items(path, kind.__name__, len(value), enumerate(value), label)
+        elif kind is dict and all(type(key) in (str, int) for key in value):
+            self.items(path, "dict", list(value), value.items(), label)
+        elif kind in _DATACLASSES.values():
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+            self.items(path, kind.__name__, list(fields), fields.items(), label)
+        elif kind is np.random.RandomState:
+            _, keys, pos, has_gauss, cached = value.get_state()
+            # The 624 uint32 keys as int32 bits: torch before 2.3 has no uint32.
+            keys = torch.from_numpy(keys.view(np.int32).copy())
+            self.put(path, "RandomState", [pos, has_gauss, float(cached)], keys)
+        elif kind is torch.device:
+            self.put(path, "device", str(value))
+        elif kind in _estimator_classes().values():
+            # A skvae estimator inside another (a wrapper's fitted sub-model).
+            self.put(path, "estimator", _describe_estimator(value, self, f"{path}/"))
+        elif isinstance(value, torch.Tensor) and value.dtype in _TENSOR_DTYPES:
+            # A fresh contiguous CPU copy: views (Adam's step counters share one
+            # storage) and device tensors are written as plain arrays.
+            tensor = value.detach().to("cpu", copy=True).contiguous()
+            self.put(path, "tensor", tensor=tensor)
+        elif isinstance(value, nn.Module):
+            self.module(value, path)
+        else:
+            raise TypeError(
+                f"{label} = {_short_repr(value)} ({_describe_type(value)}) cannot "
+                "be saved: skvae.save stores plain data only (numbers, strings, "
+                "None, lists, tuples, dicts, numpy arrays), so that loading runs no "
+                "code. Set it to such a value, or use pickle or joblib for a file "
+                "you trust."
+            )
+
+    def items(self, path, kind, keys, items, label):
+        self.put(path, kind, keys)
+        for key, item in items:
+            self.encode(item, f"{path}/{key}", f"{label}[{key!r}]")
+
+    def array(self, array, path, label, kind="ndarray"):
+        native = array.dtype.newbyteorder("=")
+        if array.dtype.kind in _NUMERIC_KINDS:
+            try:  # np.array copies: no two tensors share memory
+                tensor = torch.from_numpy(np.array(array, dtype=native, order="C"))
+            except TypeError:  # a dtype torch has no tensor of (e.g. float128)
+                pass
+            else:
+                detail = "" if native == array.dtype else ":" + array.dtype.byteorder
+                return self.put(path, kind + detail, tensor=tensor)
+        # JSON nests the strings: a zero length before the last axis would lose
+        # the axes after it.
+        elif array.dtype.kind in "OU" and 0 not in array.shape[:-1]:
+            if all(isinstance(v, str) for v in array.ravel().tolist()):
+                width = array.dtype.itemsize // 4  # of a fixed-width str dtype
+                detail = f":{width}" if array.dtype.kind == "U" else ""
+                return self.put(path, "strings" + detail, array.tolist())
+        raise TypeError(
+            f"{label}: numpy arrays of dtype {array.dtype} cannot be saved (only "
+            "numbers, booleans and strings)."
+        )
+
+    def module(self, module, path):
+        state = module_to_state(module)
+        if state is None:
+            raise TypeError(
+                f"{path} is a {_describe_type(module)} that skvae.save cannot "
+                "rebuild without running code (not a VAEModule as skvae builds "
+                "it). Use pickle or joblib for models with custom modules, and "
+                "load such files only from sources you trust."
+            )
+        if not _is_plain(state["config"]):
+            # Each likelihood family's config() is plain data (names, numbers,
+            # lists), so that a new family needs no line here.
+            raise TypeError(f"{path}: the module's layout is not plain data.")
+        self.put(path, "VAEModule", state["config"])
+        # module_to_state's arrays are fresh CPU copies already.
+        for key, array in state["state_dict"].items():
+            self.put(f"{path}/{key}", tensor=torch.from_numpy(array))
+
+
+class _Reader:
+    """The inverse of :class:`_Writer`; refuses anything it did not write.
+
+    Each entry is taken out of ``values``, ``kinds`` and ``tensors`` as it is
+    read: what is left at the end was not written by :class:`_Writer`.
     """
 
-    def __init__(self, tensors):
-        self.tensors = tensors
-
-    def encode(self, value, path):
-        kind = type(value)
-        if value is None or kind in (bool, int, str):
-            return value
-        if kind is float:
-            if math.isfinite(value):
-                return value
-            return {"__type__": "float", "value": repr(value)}
-        if isinstance(value, np.generic) and value.dtype.kind in _NUMERIC_KINDS:
-            return {
-                "__type__": "scalar",
-                "dtype": value.dtype.str,
-                "value": self.encode(value.item(), path),
-            }
-        if kind is list:
-            return [self.encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        if kind is tuple:
-            items = [self.encode(v, f"{path}[{i}]") for i, v in enumerate(value)]
-            return {"__type__": "tuple", "items": items}
-        if kind is dict and all(type(key) in (str, int) for key in value):
-            items = [
-                [key, self.encode(v, f"{path}[{key!r}]")] for key, v in value.items()
-            ]
-            return {"__type__": "dict", "items": items}
-        if kind is np.ndarray:
-            return _encode_array(value, path)
-        if kind is np.random.RandomState:
-            name, keys, pos, has_gauss, cached = value.get_state()
-            return {
-                "__type__": "RandomState",
-                "state": [
-                    name,
-                    keys.tolist(),
-                    int(pos),
-                    int(has_gauss),
-                    self.encode(float(cached), path),
-                ],
-            }
-        if kind is torch.device:
-            return {"__type__": "torch.device", "value": str(value)}
-        if kind in _DATACLASSES.values():
-            return {
-                "__type__": kind.__name__,
-                "fields": {
-                    field.name: self.encode(
-                        getattr(value, field.name), f"{path}.{field.name}"
-                    )
-                    for field in dataclasses.fields(value)
-                },
-            }
-        if kind in _estimator_classes().values():
-            # A skvae estimator inside another (a wrapper's fitted sub-model).
-            document = _describe_estimator(value, self, f"{path}/")
-            return {"__type__": "estimator", "document": document}
-        if isinstance(value, torch.Tensor):
-            return self._tensor(value, path)
-        if isinstance(value, nn.Module):
-            state = module_to_state(value)
-            if state is None:
-                raise TypeError(
-                    f"{path} is a {_describe_type(value)} that skvae.save cannot "
-                    "rebuild without running code (not a VAEModule as skvae builds "
-                    "it). Use pickle or joblib for models with custom modules, and "
-                    "load such files only from sources you trust."
-                )
-            # module_to_state's arrays are fresh CPU copies already.
-            weights = {
-                key: self._tensor(torch.from_numpy(array), f"{path}/{key}", copy=False)
-                for key, array in state["state_dict"].items()
-            }
-            return {
-                "__type__": "VAEModule",
-                "config": self.encode(state["config"], path),
-                "state_dict": {"__type__": "dict", "items": list(weights.items())},
-            }
-        where = path if "parameter " in path else f"attribute {path}"
-        raise TypeError(
-            f"{where} = {_short_repr(value)} ({_describe_type(value)}) cannot be "
-            "saved: skvae.save stores plain data only (numbers, strings, None, "
-            "lists, tuples, dicts, numpy arrays), so that loading runs no code. "
-            "Set it to such a value, or use pickle or joblib for a file you trust."
-        )
-
-    def _tensor(self, tensor, path, copy=True):
-        if tensor.dtype not in _TENSOR_DTYPES:
-            raise TypeError(f"{path}: tensors of dtype {tensor.dtype} are not saved.")
-        # A fresh contiguous CPU copy: views (Adam's step counters share one
-        # storage) and device tensors are written as plain arrays.
-        if copy:
-            tensor = tensor.detach().to("cpu", copy=True)
-        if path in self.tensors:
-            raise TypeError(f"{path}: two tensors would be saved under one name.")
-        self.tensors[path] = tensor.contiguous()
-        return {"__type__": "tensor", "key": path}
-
-
-def _encode_array(array, path):
-    kind = array.dtype.kind
-    if kind in _NUMERIC_KINDS:
-        flat = array.ravel().tolist()
-        if kind == "f":
-            flat = [v if math.isfinite(v) else repr(v) for v in flat]
-        dtype = array.dtype.str
-    elif kind in "OU" and all(isinstance(v, str) for v in array.ravel().tolist()):
-        flat = array.ravel().tolist()
-        dtype = "object" if kind == "O" else array.dtype.str
-    else:
-        raise TypeError(
-            f"attribute {path}: numpy arrays of dtype {array.dtype} cannot be "
-            "saved (only numbers, booleans and strings)."
-        )
-    shape = list(array.shape)
-    return {"__type__": "ndarray", "dtype": dtype, "shape": shape, "data": flat}
-
-
-class _Decoder:
-    """The inverse of :class:`_Encoder`; refuses anything it did not write."""
-
-    def __init__(self, tensors, source, versions):
-        self.tensors = tensors
-        self.source = source
-        self.versions = versions
-        self.used = set()
-
-    def estimator(self, document):
-        return _build_estimator(document, self)
+    def __init__(self, document, tensors, source, versions):
+        self.source, self.versions, self.tensors = source, versions, dict(tensors)
+        self.values, self.kinds = document.get("values"), document.get("kinds")
+        if type(self.values) is not dict or type(self.kinds) is not dict:
+            self.fail("its values or kinds are not mappings")
+        self.values, self.kinds = dict(self.values), dict(self.kinds)
 
     def fail(self, what):
         raise ValueError(f"{self.source} is damaged or not a skvae model file: {what}.")
 
-    def decode(self, value):
-        if value is None or type(value) in (bool, int, float, str):
-            return value
-        if type(value) is list:
-            return [self.decode(v) for v in value]
-        if type(value) is not dict:
-            self.fail(f"unexpected JSON value {_short_repr(value)}")
-        tag = value.get("__type__")
-        try:
-            method = self._DECODERS[tag]
-        except (KeyError, TypeError):
-            self.fail(f"unknown entry {_short_repr(value)}")
-        try:
-            return method(self, value)
-        except (KeyError, TypeError, IndexError, AttributeError) as exc:
-            self.fail(f"malformed {tag!r} entry ({exc})")
+    def value(self, path):
+        if path not in self.values:
+            self.fail(f"entry {path!r} is missing")
+        return self.values.pop(path)
 
-    def _float(self, value):
-        text = value["value"]
+    def tensor(self, path):
+        if path not in self.tensors:
+            self.fail(f"tensor {path!r} is missing")
+        return self.tensors.pop(path)
+
+    def decode(self, path):
+        kind = self.kinds.pop(path, None)
+        if kind is None:
+            return self.value(path)
+        name, _, detail = kind.partition(":") if type(kind) is str else ("", 0, 0)
+        typed = kind == name or name in ("scalar", "ndarray", "strings")
+        method = self._READERS.get(name) if typed else None
+        if method is None:
+            self.fail(f"unknown kind {_short_repr(kind)} at {path!r}")
+        try:
+            return method(self, path, name, detail)
+        except (KeyError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+            self.fail(f"malformed {kind!r} entry {path!r} ({exc})")
+
+    def _float(self, path, name, detail):
+        text = self.value(path)
         if text not in ("inf", "-inf", "nan"):
             self.fail(f"bad float {text!r}")
         return float(text)
 
-    def _scalar(self, value):
-        dtype = self._dtype(value["dtype"], _NUMERIC_KINDS)
-        return dtype.type(self.decode(value["value"]))
+    def _array(self, path, name, detail):
+        array = self.tensor(path).numpy()
+        if detail not in ("", "<", ">"):
+            self.fail(f"bad byte order {detail!r}")
+        array = array.astype(array.dtype.newbyteorder(detail)) if detail else array
+        if name == "scalar":
+            return array[()] if array.ndim == 0 else self.fail("a scalar has a shape")
+        return array
 
-    def _tuple(self, value):
-        return tuple(self.decode(v) for v in value["items"])
-
-    def _dict(self, value):
-        out = {}
-        for key, item in value["items"]:
-            if type(key) not in (str, int):
-                self.fail(f"bad dict key {key!r}")
-            out[key] = self.decode(item)
-        return out
-
-    def _ndarray(self, value):
-        if value["dtype"] == "object":
-            dtype = np.dtype(object)
-        else:
-            dtype = self._dtype(value["dtype"], _NUMERIC_KINDS + "U")
-        shape = tuple(int(n) for n in value["shape"])
-        data = value["data"]
-        if type(data) is not list or len(data) != math.prod(shape):
-            self.fail("array data does not match its shape")
-        if dtype.kind == "f":
-            data = [float(v) if type(v) is str else v for v in data]
-        if dtype.kind in "OU":
-            if not all(type(v) is str for v in data):
-                self.fail("a string array holds other values")
-            array = np.empty(len(data), dtype=dtype)
-            array[:] = data
-            return array.reshape(shape)
-        if not all(type(v) in (bool, int, float) for v in data):
-            self.fail("a numeric array holds other values")
-        return np.array(data, dtype=dtype).reshape(shape)
-
-    def _dtype(self, text, kinds):
-        if type(text) is not str or len(text) > 8:
-            self.fail(f"bad dtype {text!r}")
+    def _strings(self, path, name, detail):
+        if detail and not (detail.isdecimal() and len(detail) <= 5):
+            self.fail(f"bad string width {detail!r}")
+        dtype = f"U{detail}" if detail else object
         try:
-            dtype = np.dtype(text)
-        except TypeError:
-            self.fail(f"bad dtype {text!r}")
-        if dtype.kind not in kinds or dtype.fields is not None or dtype.shape:
-            self.fail(f"dtype {text!r} is not allowed")
-        return dtype
+            array = np.array(self.value(path), dtype=object)
+        except ValueError:
+            self.fail("a string array is ragged")
+        if not all(type(v) is str for v in array.ravel().tolist()):
+            self.fail("a string array holds other values")
+        return array.astype(dtype)
 
-    def _random_state(self, value):
-        name, keys, pos, has_gauss, cached = value["state"]
-        if name != "MT19937" or len(keys) != 624:
+    def _container(self, path, name, detail):
+        keys = self.value(path)
+        if name in ("list", "tuple"):
+            if type(keys) is not int or keys < 0:
+                self.fail(f"bad length at {path!r}")
+            items = [self.decode(f"{path}/{i}") for i in range(keys)]
+            return tuple(items) if name == "tuple" else items
+        if type(keys) is not list or not all(type(k) in (str, int) for k in keys):
+            self.fail(f"bad keys at {path!r}")
+        items = {key: self.decode(f"{path}/{key}") for key in keys}
+        return items if name == "dict" else _DATACLASSES[name](**items)
+
+    def _random_state(self, path, name, detail):
+        state, keys = self.value(path), self.tensor(path)
+        if type(state) is not list or len(state) != 3 or keys.shape != (624,):
             self.fail("bad RandomState state")
         random_state = np.random.RandomState()
-        random_state.set_state(
-            (
-                name,
-                np.array(keys, dtype=np.uint32),
-                int(pos),
-                int(has_gauss),
-                float(self.decode(cached)),
-            )
-        )
+        try:
+            keys = keys.numpy().view(np.uint32)
+            random_state.set_state(("MT19937", keys, *state[:2], float(state[2])))
+        except ValueError as exc:
+            self.fail(f"bad RandomState state ({exc})")
         return random_state
 
-    def _device(self, value):
-        return torch.device(str(value["value"]))
-
-    def _tensor(self, value):
-        key = value["key"]
-        if key not in self.tensors or key in self.used:
-            self.fail(f"tensor {key!r} is missing")
-        self.used.add(key)
-        return self.tensors[key]
-
-    def _module(self, value):
-        config = self.decode(value["config"])
-        state_dict = self.decode(value["state_dict"])
+    def _module(self, path, name, detail):
+        config, prefix = self.value(path), f"{path}/"
+        weights = [key for key in self.tensors if key.startswith(prefix)]
+        weights = {key[len(prefix) :]: self.tensor(key) for key in weights}
         try:
-            return module_from_state({"config": config, "state_dict": state_dict})
+            return module_from_state({"config": config, "state_dict": weights})
         except (ValueError, RuntimeError) as exc:
             self.fail(f"the module's weights do not fit its layout ({exc})")
 
-    def _dataclass(self, value):
-        kind = _DATACLASSES[value["__type__"]]
-        names = {field.name for field in dataclasses.fields(kind)}
-        fields = value["fields"]
-        if not set(fields) <= names:
-            self.fail(f"unknown {kind.__name__} fields {sorted(set(fields) - names)}")
-        return kind(**{key: self.decode(v) for key, v in fields.items()})
-
-    _DECODERS = {
+    _READERS = {
         "float": _float,
-        "scalar": _scalar,
-        "tuple": _tuple,
-        "dict": _dict,
-        "ndarray": _ndarray,
+        "scalar": _array,
+        "ndarray": _array,
+        "strings": _strings,
         "RandomState": _random_state,
-        "torch.device": _device,
-        "tensor": _tensor,
+        "device": lambda self, path, *_: torch.device(str(self.value(path))),
+        "tensor": lambda self, path, *_: self.tensor(path),
         "VAEModule": _module,
-        "estimator": lambda self, value: self.estimator(value["document"]),
+        "estimator": lambda self, path, *_: _build_estimator(
+            self.value(path), self, f"{path}/"
+        ),
     }
-    _DECODERS.update(dict.fromkeys(_DATACLASSES, _dataclass))
+    _READERS.update(dict.fromkeys(["list", "tuple", "dict", *_DATACLASSES], _container))
 
 
 # ---------------------------------------------- modules as plain numpy state
@@ -802,28 +773,21 @@ def module_from_state(state):
 
 def _check_config(config):
     """The torch dtype of a valid VAEModule layout; ValueError otherwise."""
-    expected = {
-        "likelihood",
-        "n_components",
-        "hidden_layer_sizes",
-        "activation",
-        "dtype",
-    }
+    keys = {"likelihood", "n_components", "hidden_layer_sizes", "activation", "dtype"}
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
     if (
         type(config) is not dict
-        or set(config) != expected
+        or set(config) != keys
         or type(config["hidden_layer_sizes"]) is not list
-    ):
-        raise ValueError(f"module layout {config!r} is not a VAEModule's")
-    sizes = [config["n_components"], *config["hidden_layer_sizes"]]
-    dtype = {"float32": torch.float32, "float64": torch.float64}.get(config["dtype"])
-    if (
-        not all(type(n) is int and n > 0 for n in sizes)
+        or not all(
+            type(n) is int and n > 0
+            for n in [config["n_components"], *config["hidden_layer_sizes"]]
+        )
         or config["activation"] not in ACTIVATIONS
-        or dtype is None
+        or config["dtype"] not in dtypes
     ):
         raise ValueError(f"module layout {config!r} is not a VAEModule's")
-    return dtype
+    return dtypes[config["dtype"]]
 
 
 def _likelihood(config):
@@ -881,8 +845,10 @@ def plain_state(state):
         if described is not None:
             state["module_"] = described
     if state.get("_optimizer_state") is not None:
-        state["_optimizer_state"] = _map_tensors(
-            state["_optimizer_state"], lambda t: t.detach().to("cpu").numpy().copy()
+        state["_optimizer_state"] = _map(
+            state["_optimizer_state"],
+            torch.Tensor,
+            lambda t: t.detach().to("cpu").numpy().copy(),
         )
     if isinstance(state.get("_history"), TrainingHistory):
         state["_history"] = dataclasses.asdict(state["_history"])
@@ -895,29 +861,22 @@ def torch_state(state):
     if isinstance(state.get("module_"), dict):
         state["module_"] = module_from_state(state["module_"])
     if state.get("_optimizer_state") is not None:
-        state["_optimizer_state"] = _map_arrays(state["_optimizer_state"])
+        state["_optimizer_state"] = _map(
+            state["_optimizer_state"], np.ndarray, lambda a: torch.from_numpy(a.copy())
+        )
     if isinstance(state.get("_history"), dict):
         state["_history"] = TrainingHistory(**state["_history"])
     return state
 
 
-def _map_tensors(obj, fn):
-    if isinstance(obj, torch.Tensor):
+def _map(obj, kind, fn):
+    """``obj`` with ``fn`` applied to every ``kind`` in its dicts, lists, tuples."""
+    if isinstance(obj, kind):
         return fn(obj)
     if isinstance(obj, dict):
-        return {key: _map_tensors(value, fn) for key, value in obj.items()}
+        return {key: _map(value, kind, fn) for key, value in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(_map_tensors(value, fn) for value in obj)
-    return obj
-
-
-def _map_arrays(obj):
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(obj.copy())
-    if isinstance(obj, dict):
-        return {key: _map_arrays(value) for key, value in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_map_arrays(value) for value in obj)
+        return type(obj)(_map(value, kind, fn) for value in obj)
     return obj
 
 
@@ -978,10 +937,10 @@ def _read_metadata(data, source):
         )
     if int(version) < FORMAT_VERSION:
         raise ValueError(
-            f"{source} was written in skvae file format {version}, from before "
-            "per-column likelihoods; this skvae reads format "
-            f"{FORMAT_VERSION}. Load it with the skvae that wrote it and save a "
-            "pickle or skops file, or refit and save again."
+            f"{source} was written in skvae file format {version}, "
+            f"{_OLD_FORMATS.get(int(version), 'an older layout')}; this skvae "
+            f"reads format {FORMAT_VERSION}. Load it with the skvae that wrote it "
+            "and save a pickle or skops file, or refit and save again."
         )
     return metadata
 
