@@ -871,33 +871,36 @@ class NegativeBinomial(_Count):
 
     def _nll_and_grad(self, decoded, x, weight, factorial):
         # The hot path of the training step: few kernels, in place where the
-        # operand is not needed again.
+        # operand is not needed again. With u = log(mu / theta):
+        # log(theta / (theta + mu)) = -softplus(u),
+        # log(mu / (theta + mu)) = u - softplus(u), mu / (theta + mu) = sigmoid(u),
+        # so loglik = x u - (x + theta) softplus(u) + lgamma(x + theta)
+        # - lgamma(theta), stable for any u.
         raw = decoded + self.log_offset.to(decoded.dtype)
         log_cap = self.log_cap.to(decoded.dtype)
-        eta = torch.minimum(raw, log_cap)
         log_theta = self.log_theta.to(decoded.dtype)
         theta = torch.exp(log_theta)
-        # log(theta + mu) = log theta + log1p(mu / theta): exact where mu is
-        # far below theta, and finite (mu is at most exp(log_cap)). Cheaper
-        # than torch.logaddexp at the step's sizes.
-        log_sum = torch.sub(eta, log_theta).exp_().log1p_().add_(log_theta)
-        log_q = torch.sub(log_theta, log_sum)  # log(theta / (theta + mu))
-        log_p = eta.sub_(log_sum)  # log(mu / (theta + mu))
+        u = torch.minimum(raw, log_cap).sub_(log_theta)
+        softplus = F.softplus(u)
         x_theta = x + theta
-        # loglik = theta log q + x log p + lgamma(x + theta) - lgamma(theta)
-        loglik = torch.lgamma(x_theta).addcmul_(x, log_p).addcmul_(log_q, theta)
-        loglik = loglik.sub_(torch.lgamma(theta)).sum()
+        loglik = (
+            torch.lgamma(x_theta)
+            .addcmul_(x, u)
+            .addcmul_(x_theta, softplus, value=-1.0)
+            .sub_(torch.lgamma(theta))
+            .sum()
+        )
         if factorial:
             loglik = loglik - torch.lgamma(x + 1.0).sum()
-        # d nll / d eta = (theta + x) p - x.
-        grad = log_p.exp_().mul_(x_theta).sub_(x)
-        # d loglik / d log theta, per element before the column sums (which
-        # would cancel large terms): theta (digamma(x + theta) - digamma(theta)
-        # + log q) + (theta + x) p - x.
+        # d nll / d eta = (theta + x) p - x, with p = sigmoid(u).
+        grad = torch.sigmoid(u).mul_(x_theta).sub_(x)
+        # d loglik / d log theta = theta (digamma(x + theta) - digamma(theta)
+        # - softplus(u)) + (theta + x) p - x, per element before the column
+        # sums (which would cancel large terms).
         d_loglik = (
             torch.digamma(x_theta)
             .sub_(torch.digamma(theta))
-            .add_(log_q)
+            .sub_(softplus)
             .mul_(theta)
             .add_(grad)
             .sum(dim=0)
