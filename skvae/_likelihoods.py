@@ -738,8 +738,10 @@ class _Count(Family):
         self.register_buffer("spread", torch.ones(n_columns))
         # The decoder predicts log(mean) - log_offset: starts near the data.
         self.register_buffer("log_offset", torch.zeros(n_columns))
-        # The log mean stays below log(10 * (largest training count + 1)): an
-        # exp link extrapolates explosively far from the data.
+        # The mean stays at most the largest training count + 1: an exp link
+        # extrapolates explosively far from the data (a held-out row beyond
+        # the training range was reconstructed at 7x its count with a cap of
+        # 10x; bench_tables' flows reconstruction RMSE 1.27 -> 0.72 sd).
         self.register_buffer("log_cap", torch.full((n_columns,), _MAX_LOG_RATE))
 
     def fit_statistics(self, x):
@@ -755,7 +757,7 @@ class _Count(Family):
             torch.where(torch.isnan(values), -1.0, values).amax(dim=0), nan=0.0
         ).clamp(min=0.0)
         self.log_cap.copy_(
-            torch.clamp(torch.log1p(largest) + math.log(10.0), max=_MAX_LOG_RATE)
+            torch.clamp(torch.log1p(largest), max=_MAX_LOG_RATE)
         )
 
     def encode(self, x):

@@ -687,13 +687,13 @@ def test_single_family_covers_every_column():
 
 
 @pytest.mark.parametrize("name", ["poisson", "negative_binomial"])
-def test_count_means_stay_within_ten_times_the_training_range(name):
+def test_count_means_stay_within_the_training_range(name):
     family = get_family(name)(2).double()
     counts = np.array([[0.0, 3.0], [20.0, 1.0], [4.0, 0.0]])
     family.fit_statistics(counts)
     far = torch.full((1, 2), 50.0, dtype=torch.float64)  # e**50 uncapped
     np.testing.assert_allclose(
-        family.mean(far).detach().numpy(), [[10 * 21.0, 10 * 4.0]], rtol=1e-12
+        family.mean(far).detach().numpy(), [[21.0, 4.0]], rtol=1e-12
     )
     decoded = far.clone().requires_grad_(True)
     family.nll(
