@@ -1163,10 +1163,9 @@ class TableLikelihood(nn.Module):
         every step.
         """
         if self._single:
-            family = self._family_tuple[0]
-            if family.identity_encoding:
-                return x, x
-            return family.encode(x), x
+            # As the fast step always had it: the family's own nll_and_grad,
+            # given the encoding (x itself for an identity encoding).
+            return self._family_tuple[0].encode(x), x
         ordered = self._block_order(x)
         encoded = []
         targets = []
@@ -1196,8 +1195,7 @@ class TableLikelihood(nn.Module):
         """:meth:`nll_and_grad` of a batch of :meth:`prepare`'s tensors."""
         if self._single:
             inputs, x = prepared
-            encoded = None if inputs is x else inputs
-            return self._family_tuple[0].nll_and_grad(decoded, x, weight, encoded)
+            return self._family_tuple[0].nll_and_grad(decoded, x, weight, inputs)
         constant, targets = prepared[1], prepared[2:]
         total = constant.sum()
         grads = []
@@ -1342,7 +1340,6 @@ class _Block:
     """One block of the training step: its family's own prepared gradient."""
 
     def __init__(self, family, out, index, inputs):
-        self.family = family
         self.out = out
         self.index = index
         self.inputs = inputs
