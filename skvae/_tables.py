@@ -164,15 +164,26 @@ def _count_is_likelier(values):
     Gaussian density on the integers. A column such as a year (large values,
     small spread) is no count: a Gaussian fits it by far.
     """
-    from scipy import stats
+    from scipy.special import gammaln, xlogy
 
+    # The log-pmfs and the log-density written out (scipy.stats' methods
+    # cost more in argument checks than in arithmetic, once per column).
     mean, var = values.mean(), values.var()
+    log_factorial = gammaln(values + 1.0).mean()
     if var > mean:
         theta = mean**2 / (var - mean)
-        count = stats.nbinom.logpmf(values, theta, theta / (theta + mean)).mean()
+        count = (
+            gammaln(values + theta).mean()
+            - gammaln(theta)
+            - log_factorial
+            + theta * np.log(theta / (theta + mean))
+            + mean * np.log(mean / (theta + mean))
+        )
     else:
-        count = stats.poisson.logpmf(values, max(mean, 1e-12)).mean()
-    gaussian = stats.norm.logpdf(values, mean, max(np.sqrt(var), 1e-12)).mean()
+        rate = max(mean, 1e-12)
+        count = xlogy(values, rate).mean() - rate - log_factorial
+    sd = max(np.sqrt(var), 1e-12)
+    gaussian = -0.5 * var / sd**2 - np.log(sd) - 0.5 * np.log(2.0 * np.pi)
     return count >= gaussian
 
 
@@ -301,6 +312,24 @@ def read_spec(likelihood, X):
     }
 
 
+def _codes(column, levels):
+    """The code of each value of ``column`` among ``levels``; -1 where none."""
+    import pandas as pd
+
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        # Vectorised: the column's own category codes, mapped once per category.
+        lookup = {level: code for code, level in enumerate(levels)}
+        table = np.asarray(
+            [lookup.get(_plain(c), -1) for c in column.cat.categories] + [-1],
+            dtype=np.int64,
+        )
+        return table[column.cat.codes.to_numpy()]  # code -1 (NaN) -> the last
+    lookup = {level: code for code, level in enumerate(levels)}
+    return np.asarray(
+        [lookup.get(value, -1) for value in column.astype(object)], dtype=np.int64
+    )
+
+
 def to_internal(spec, X):
     """The float64 matrix of ``X`` under ``spec``; a DataFrame in, one out.
 
@@ -321,10 +350,7 @@ def to_internal(spec, X):
             out[:, i] = _numeric(frame, i, family)
             continue
         column = frame.iloc[:, i]
-        lookup = {level: code for code, level in enumerate(levels)}
-        codes = np.asarray(
-            [lookup.get(value, -1) for value in column.astype(object)], dtype=np.int64
-        )
+        codes = _codes(column, levels)
         unknown = np.flatnonzero((codes < 0) & ~column.isna().to_numpy())
         if unknown.size:
             row = int(unknown[0])
