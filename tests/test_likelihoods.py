@@ -567,6 +567,32 @@ def test_bernoulli_sample_moments():
     _assert_moments(draws, p, p * (1 - p))
 
 
+@pytest.mark.parametrize("levels", [[3, 3], [2, 4, 1]])
+def test_categorical_block_of_columns_matches_scipy_and_autograd(levels):
+    # Columns of one block: with equal level counts the logits are reshaped,
+    # with unequal ones padded; either way each column is its own softmax.
+    rng = np.random.RandomState(5)
+    family = Categorical(len(levels), n_levels=levels).double()
+    n = 7
+    x = np.column_stack([rng.randint(0, k, n) for k in levels]).astype(float)
+    decoded = rng.normal(size=(n, sum(levels)))
+    expected = np.empty_like(x)
+    start = 0
+    for j, k in enumerate(levels):
+        log_p = log_softmax(decoded[:, start : start + k], axis=1)
+        expected[:, j] = -log_p[np.arange(n), x[:, j].astype(int)]
+        start += k
+    nll = family.nll(_t(decoded), _t(x)).detach().numpy()
+    np.testing.assert_allclose(nll, expected, rtol=1e-12, atol=1e-14)
+    expected_grad, _ = _autograd(family, decoded, x, 0.3)
+    _, one_hot, _ = family.prepare(_t(x))
+    total, grad, _ = family.nll_and_grad_prepared(_t(decoded), one_hot, 0.3)
+    np.testing.assert_allclose(float(total), expected.sum(), rtol=1e-12)
+    np.testing.assert_allclose(
+        grad.numpy(), expected_grad.detach().numpy(), atol=1e-12
+    )
+
+
 def test_categorical_sample_frequencies():
     family = Categorical(1, n_levels=4).double()
     logits = np.array([0.5, -1.0, 1.5, 0.0])
