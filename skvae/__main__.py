@@ -253,7 +253,9 @@ def _run_demo(args):
             f"{args.seeds} fits.",
             flush=True,
         )
-    with _demo.torch_threads(1):
+    from skvae._training import torch_threads  # torch only once it runs
+
+    with torch_threads(1):
         try:
             results = _demo.run_experiment(
                 data,

@@ -328,23 +328,6 @@ def _pm(values, digits=3):
     return f"{mean:.{digits}f} \u00b1 {sd:.{digits}f}"
 
 
-@contextlib.contextmanager
-def torch_threads(n_threads):
-    """Run the block with ``n_threads`` intra-op torch threads, then restore.
-
-    The networks are tiny: a second thread brings no speed-up, and on a busy
-    machine the threads' synchronisation makes training many times slower.
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _bce(X, p):
     """Mean over rows of the binary cross-entropy of ``X`` under ``p``, in nats."""
     X = np.asarray(X, dtype=np.float64)

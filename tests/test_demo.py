@@ -10,6 +10,7 @@ import torch
 
 from skvae import _demo
 from skvae.__main__ import main
+from skvae._training import torch_threads
 from skvae.datasets import make_flows
 
 pytest.importorskip("matplotlib")
@@ -578,7 +579,7 @@ def test_raw_experiment_fits_the_raw_flows():
     data = _demo.load_dataset("flows")
     assert data.raw.shape == data.X.shape
     assert data.raw["fwd_tot_pkt"].dtype == np.int64
-    with _demo.torch_threads(1):
+    with torch_threads(1):
         raw = _demo.run_raw_experiment(
             data, n_seeds=1, max_iter=2, n_components=2, progress=False
         )
