@@ -1160,7 +1160,9 @@ class TableLikelihood(nn.Module):
         split by rows). The work that depends on the values alone (the
         gather into block order, the encodings, standardised targets,
         Jacobians, ``log x!``) is done here, once per chunk of batches, not at
-        every step.
+        every step. Holds about twice the chunk: the encoder input, the
+        targets (a copy of the encoder input's columns for the blocks whose
+        target it is) and one number per row.
         """
         if self._single:
             # As the fast step always had it: the family's own nll_and_grad,
