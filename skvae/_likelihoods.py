@@ -113,6 +113,14 @@ class Family(nn.Module):
     def fit_statistics(self, x):
         """Set the fixed statistics of the encoding from training values ``x``."""
 
+    def extend_range(self, x):
+        """Widen the bounds of the means and draws to cover training values ``x``.
+
+        For a later pass of training (``partial_fit``, ``warm_start``): the
+        encoding's statistics stay those of the first pass, but a bound set
+        from it must not clip values the model is now trained on.
+        """
+
     def encode(self, x):
         """Encoder input of the block's values ``x`` (n, n_columns)."""
         return x
@@ -304,13 +312,27 @@ class _Located(Family):
         self.loc.copy_(loc)
         self.spread.copy_(spread)
         if hasattr(self, "low"):
-            missing = torch.isnan(values)
-            low = torch.where(missing, math.inf, values).amin(dim=0)
-            high = torch.where(missing, -math.inf, values).amax(dim=0)
-            low = torch.where(torch.isfinite(low), low, loc)
-            high = torch.where(torch.isfinite(high), high, loc)
-            self.low.copy_(low - 2.0 * spread)
-            self.high.copy_(high + 2.0 * spread)
+            low, high = self._range(values, loc)
+            self.low.copy_(low)
+            self.high.copy_(high)
+
+    def _range(self, values, fallback):
+        """The transformed values' range widened by two spreads each way."""
+        missing = torch.isnan(values)
+        low = torch.where(missing, math.inf, values).amin(dim=0)
+        high = torch.where(missing, -math.inf, values).amax(dim=0)
+        low = torch.where(torch.isfinite(low), low, fallback)
+        high = torch.where(torch.isfinite(high), high, fallback)
+        spread = self.spread.to(values.dtype)
+        return low - 2.0 * spread, high + 2.0 * spread
+
+    def extend_range(self, x):
+        if not hasattr(self, "low"):
+            return
+        values = self._transform(_statistics_tensor(x))
+        low, high = self._range(values, self.loc.to(values.dtype))
+        self.low.copy_(torch.minimum(self.low, low.to(self.low.dtype)))
+        self.high.copy_(torch.maximum(self.high, high.to(self.high.dtype)))
 
     def encode(self, x):
         if not self.standardize:
@@ -753,12 +775,18 @@ class _Count(Family):
         self.spread.copy_(torch.where(spread > 0, spread, torch.ones_like(spread)))
         mean = torch.nan_to_num(_column_nanmean(values), nan=1.0)
         self.log_offset.copy_(torch.log(mean.clamp(min=1e-3)))
+        self.log_cap.copy_(self._cap(values))
+
+    @staticmethod
+    def _cap(values):
         largest = torch.nan_to_num(
             torch.where(torch.isnan(values), -1.0, values).amax(dim=0), nan=0.0
         ).clamp(min=0.0)
-        self.log_cap.copy_(
-            torch.clamp(torch.log1p(largest), max=_MAX_LOG_RATE)
-        )
+        return torch.clamp(torch.log1p(largest), max=_MAX_LOG_RATE)
+
+    def extend_range(self, x):
+        cap = self._cap(_statistics_tensor(x)).to(self.log_cap.dtype)
+        self.log_cap.copy_(torch.maximum(self.log_cap, cap))
 
     def encode(self, x):
         loc, spread = self.loc.to(x.dtype), self.spread.to(x.dtype)
@@ -1070,6 +1098,18 @@ class TableLikelihood(nn.Module):
         with torch.no_grad():
             self.fill.copy_(torch.from_numpy(fill))
 
+    def extend_ranges(self, x):
+        """Widen every family's bounds to cover the training values ``x``.
+
+        For a later pass of training; see :meth:`Family.extend_range`.
+        """
+        x = np.asarray(x)
+        for family, columns in zip(self.families, self.columns, strict=True):
+            if type(family).extend_range is Family.extend_range:
+                continue
+            block = x if self._single else x[:, columns]
+            family.extend_range(np.asarray(block, dtype=np.float64))
+
     def _block_order(self, x):
         """``x``'s columns in block order (one gather, or ``x`` itself)."""
         if self._in_order:
@@ -1192,6 +1232,15 @@ class TableLikelihood(nn.Module):
             else:
                 unit_targets.append(targets[unit.index])
         return (inputs, constant, *unit_targets)
+
+    @property
+    def prepared_width(self):
+        """Values per row that :meth:`prepare` holds (for chunk sizes)."""
+        if self._single:
+            return max(self.n_inputs, self.n_columns)
+        # The gather into block order, the encoder input, the targets (at
+        # most a copy of it) and the row constant.
+        return self.n_columns + 2 * self.n_inputs + 1
 
     def nll_and_grad_prepared(self, decoded, prepared, weight):
         """:meth:`nll_and_grad` of a batch of :meth:`prepare`'s tensors."""

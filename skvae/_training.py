@@ -113,21 +113,31 @@ def run_single_epoch(
     prepare = getattr(step, "prepare", None)
     sums = []
     n_samples = 0
+    if prepare is not None:
+        # What prepare holds is bounded by the package's chunk rule, in whole
+        # batches (the batches are the same whatever the pieces).
+        width = getattr(step, "values_per_row", module.likelihood.n_columns)
+        piece = batch_size * max(1, chunk_rows(width) // batch_size)
     for x, eps in rows.epoch(batch_size, module.n_components, generator):
         n_samples += x.shape[0]
-        noise = eps.split(batch_size)
         if prepare is None:
             sums.extend(
                 step(xb, eb, kl_weight)
-                for xb, eb in zip(x.split(batch_size), noise, strict=True)
+                for xb, eb in zip(
+                    x.split(batch_size), eps.split(batch_size), strict=True
+                )
             )
             continue
-        run, tensors = prepare(x)
-        batches = zip(*(tensor.split(batch_size) for tensor in tensors), strict=True)
-        sums.extend(
-            run(batch, eb, kl_weight)
-            for batch, eb in zip(batches, noise, strict=True)
-        )
+        for start in range(0, x.shape[0], piece):
+            run, tensors = prepare(x[start : start + piece])
+            batches = zip(
+                *(tensor.split(batch_size) for tensor in tensors), strict=True
+            )
+            noise = eps[start : start + piece].split(batch_size)
+            sums.extend(
+                run(batch, eb, kl_weight)
+                for batch, eb in zip(batches, noise, strict=True)
+            )
     recon_mean_sum, kl_sum = (torch.stack(sums).sum(dim=0) / n_samples).tolist()
     loss = objective.recon_weight * recon_mean_sum + kl_weight * kl_sum
     return loss, recon_mean_sum * objective.n_features, kl_sum
@@ -155,24 +165,29 @@ def make_train_step(module, optimizer, objective):
 class _CheckedStep:
     """The fast step for rows not known to be complete (a streamed X).
 
-    A chunk of batches with a hole (NaN) trains by autograd, which takes
-    missing cells; a complete chunk by the fast step.
+    A batch with a hole (NaN) trains by autograd, which takes missing cells;
+    a complete one by the fast step. A complete chunk is prepared once; a
+    chunk with a hole is decided batch by batch, so that one missing cell
+    sends one batch to autograd, not the whole buffer.
     """
 
     def __init__(self, fast, autograd):
         self.fast = fast
         self.autograd = autograd
+        self.values_per_row = fast.values_per_row
 
     def __call__(self, x, eps, kl_weight):
-        return self.prepare(x)[0]((x,), eps, kl_weight)
+        if bool(torch.isnan(x).any()):
+            return self.autograd(x, eps, kl_weight)
+        return self.fast(x, eps, kl_weight)
 
     def prepare(self, x):
         if bool(torch.isnan(x).any()):
-            return self._by_autograd, (x,)
+            return self._batch_by_batch, (x,)
         return self.fast.prepare(x)
 
-    def _by_autograd(self, batch, eps, kl_weight):
-        return self.autograd(batch[0], eps, kl_weight)
+    def _batch_by_batch(self, batch, eps, kl_weight):
+        return self(batch[0], eps, kl_weight)
 
 
 class HandBackprop:
@@ -209,6 +224,9 @@ class HandBackprop:
         self.encoder = mlp_layers(module.encoder)
         self.decoder = mlp_layers(module.decoder)
         self.likelihood = module.likelihood
+        # Values per row that prepare holds (run_single_epoch sizes its
+        # pieces by it).
+        self.values_per_row = module.likelihood.prepared_width
         self.optimizer_step = optimizer_step(optimizer)
         self.objective = objective
         for parameter in module.parameters():

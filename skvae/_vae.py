@@ -595,6 +595,10 @@ class VAETransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             likelihood = self.module_.likelihood
         if not streamed:
             self._check_support(X, likelihood=likelihood)
+            if not first_pass:
+                # Bounds set from the first pass (a count's largest mean, a
+                # transformed range) must not clip the rows trained on now.
+                likelihood.extend_ranges(X)
         hidden = self._check_hidden_layer_sizes()
         if first_pass:
             _check_network_size(n_features, self.n_components, hidden)

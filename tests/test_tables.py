@@ -527,3 +527,27 @@ def test_fitting_a_frame_warns_of_nothing_but_convergence():
         warnings.simplefilter("error")
         warnings.simplefilter("ignore", ConvergenceWarning)
         VAETransformer(likelihood=spec, max_iter=2, random_state=0).fit(frame)
+
+
+@pytest.mark.parametrize("likelihood", ["poisson", "lognormal"])
+def test_later_passes_widen_the_bounds_of_the_means(likelihood):
+    # The bounds of a count's mean and of a transformed family's range come
+    # from the first pass; partial_fit on larger values must not stay clipped
+    # to them.
+    rng = np.random.RandomState(0)
+    small = rng.poisson(2.0, size=(400, 2)).astype(float) + 1.0
+    large = rng.poisson(30.0, size=(400, 2)).astype(float) + 1.0
+    if likelihood == "lognormal":  # beyond two spreads of log(small)
+        large *= 10.0
+    vae = VAETransformer(
+        likelihood=likelihood, n_components=1, batch_size=32, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.partial_fit(small)
+        for _ in range(40):
+            vae.partial_fit(large)
+    rebuilt = vae.inverse_transform(vae.transform(large))
+    assert rebuilt.mean() > 0.5 * large.mean(), (rebuilt.mean(), large.mean())
+    drawn = vae.sample(400, random_state=0)
+    assert drawn.mean() > 0.5 * large.mean(), (drawn.mean(), large.mean())

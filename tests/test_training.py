@@ -153,6 +153,44 @@ def test_unsupported_modules_fall_back_to_autograd():
         assert step.func is train_step
 
 
+def _grads_after(step_call, module):
+    step_call()
+    return [p.grad.clone() for p in module.parameters()]
+
+
+def test_rows_not_known_complete_go_to_autograd_batch_by_batch():
+    # A streamed X (objective.missing None): a batch with a hole trains by
+    # autograd, a complete one by the fast step, also inside one prepared
+    # chunk, and a direct call takes either kind of batch.
+    module = _module("mixed")
+    optimizer = _NoStep()
+    optimizer.params = list(module.parameters())
+    objective = Objective(2.5, 1.0, 0, 7, missing=None)
+    step = make_train_step(module, optimizer, objective)
+    x, eps = _batch("mixed", n_rows=12)
+    holed = x.clone()
+    holed[1, 0] = float("nan")
+    chunk = torch.cat([holed[:6], x[6:]])
+    fast = HandBackprop(module, optimizer, objective)
+
+    def autograd(rows):
+        return lambda: train_step(module, optimizer, objective, rows, eps[:6], 0.7)
+
+    expected = [
+        _grads_after(autograd(chunk[:6]), module),
+        _grads_after(lambda: fast(chunk[6:], eps[6:], 0.7), module),
+    ]
+    run, tensors = step.prepare(chunk)
+    batches = list(zip(*(t.split(6) for t in tensors), strict=True))
+    for batch, noise, want in zip(batches, eps.split(6), expected, strict=True):
+        got = _grads_after(lambda b=batch, e=noise: run(b, e, 0.7), module)
+        for g, w in zip(got, want, strict=True):
+            assert torch.equal(g, w)
+    # Direct calls, complete and holed.
+    assert torch.isfinite(step(x[:6], eps[:6], 0.7)).all()
+    assert torch.isfinite(step(holed[:6], eps[:6], 0.7)).all()
+
+
 class _NoClosedForm(Gaussian):
     """A new family that declares no closed-form gradient."""
 
