@@ -221,15 +221,10 @@ def _autograd(family, decoded, x, weight):
     return grads[0], dict(zip(parameters, grads[1:], strict=True))
 
 
-@pytest.mark.parametrize(("name", "standardize"), CASES, ids=CASE_IDS)
-def test_nll_and_grad_matches_autograd(name, standardize):
-    family, decoded, x, _ = _case(name, standardize)
-    weight = 0.37
+def _assert_matches_autograd(got, family, decoded, x, weight):
+    """``got = (total, grad, parameter_grads)`` against the NLL and autograd."""
+    total, grad, parameter_grads = got
     expected_grad, expected_parameters = _autograd(family, decoded, x, weight)
-    x_copy = _t(x).clone()
-    total, grad, parameter_grads = family.nll_and_grad(
-        _t(decoded).clone(), x_copy, weight
-    )
     np.testing.assert_allclose(
         float(total.detach()), _summed_nll(family, decoded, x), rtol=1e-12
     )
@@ -243,6 +238,16 @@ def test_nll_and_grad_matches_autograd(name, standardize):
             expected.detach().numpy(),
             atol=1e-9,
         )
+    return expected_parameters
+
+
+@pytest.mark.parametrize(("name", "standardize"), CASES, ids=CASE_IDS)
+def test_nll_and_grad_matches_autograd(name, standardize):
+    family, decoded, x, _ = _case(name, standardize)
+    weight = 0.37
+    x_copy = _t(x).clone()
+    got = family.nll_and_grad(_t(decoded).clone(), x_copy, weight)
+    _assert_matches_autograd(got, family, decoded, x, weight)
     # The targets are the caller's: left as they were.
     np.testing.assert_array_equal(x_copy.detach().numpy(), x)
 
@@ -345,25 +350,10 @@ def test_table_nll_comes_back_in_column_order():
 def test_table_nll_and_grad_matches_autograd():
     table, _, decoded, x = _table()
     weight = 0.61
-    expected_grad, expected_parameters = _autograd(table, decoded, x, weight)
-    assert len(expected_parameters) == 3
-    total, grad, parameter_grads = table.nll_and_grad(
-        _t(decoded).clone(), _t(x).clone(), weight
-    )
+    got = table.nll_and_grad(_t(decoded).clone(), _t(x).clone(), weight)
     assert table.closed_form
-    np.testing.assert_allclose(
-        float(total.detach()), _summed_nll(table, decoded, x), rtol=1e-12
-    )
-    np.testing.assert_allclose(
-        grad.detach().numpy(), expected_grad.detach().numpy(), atol=1e-10
-    )
-    assert set(parameter_grads) == set(expected_parameters)
-    for parameter, expected in expected_parameters.items():
-        np.testing.assert_allclose(
-            parameter_grads[parameter].detach().numpy(),
-            expected.detach().numpy(),
-            atol=1e-9,
-        )
+    expected_parameters = _assert_matches_autograd(got, table, decoded, x, weight)
+    assert len(expected_parameters) == 3
 
 
 def _fused_table(seed=1):
@@ -413,26 +403,11 @@ def test_prepared_step_matches_autograd_batch_by_batch(batch):
     parts = [tensor.split(batch) for tensor in prepared]
     for i, start in enumerate(range(0, x.shape[0], batch)):
         rows = slice(start, start + batch)
-        expected_grad, expected_parameters = _autograd(
-            table, decoded[rows], x[rows], weight
-        )
         with torch.no_grad():  # as in the training step
-            total, grad, parameter_grads = table.nll_and_grad_prepared(
+            got = table.nll_and_grad_prepared(
                 _t(decoded[rows]).clone(), tuple(part[i] for part in parts), weight
             )
-        np.testing.assert_allclose(
-            float(total), _summed_nll(table, decoded[rows], x[rows]), rtol=1e-12
-        )
-        np.testing.assert_allclose(
-            grad.numpy(), expected_grad.detach().numpy(), atol=1e-10
-        )
-        assert set(parameter_grads) == set(expected_parameters)
-        for parameter, expected in expected_parameters.items():
-            np.testing.assert_allclose(
-                parameter_grads[parameter].numpy(),
-                expected.detach().numpy(),
-                atol=1e-9,
-            )
+        _assert_matches_autograd(got, table, decoded[rows], x[rows], weight)
 
 
 def test_table_mean_and_features():
