@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _linear_gaussian import LinearGaussianVAE
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.linear_model import LinearRegression
@@ -16,8 +17,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
 from skvae import VAEImputer
-from skvae._likelihoods import single_family
-from skvae._modules import prior_where_empty
 
 
 @pytest.fixture(autouse=True)
@@ -137,41 +136,6 @@ def test_imputation_equals_brute_force_numpy():
     assert np.abs(filled[holes] - X[holes]).max() > 0
 
 
-class LinearGaussianVAE(nn.Module):
-    """x = W z + b + sigma * noise, with a proposal that is not the posterior.
-
-    The encoder fills a missing cell with its mean b_j and then encodes as if
-    the row were complete, shifted and widened (wider than any posterior, so
-    that importance sampling has finite variance): the proposal of a MIWAE
-    encoder, wrong for rows with holes; the importance weights correct it.
-    """
-
-    def __init__(self, weight, bias, log_sigma, shift=0.3, widen=3.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.as_tensor(weight))
-        self.bias = nn.Parameter(torch.as_tensor(bias))
-        n_features, self.n_components = weight.shape
-        self.likelihood = single_family("calibrated_gaussian", n_features).double()
-        with torch.no_grad():
-            self.likelihood.log_scale.fill_(float(log_sigma))
-        sigma2 = math.exp(2 * log_sigma)
-        gram = weight.T @ weight
-        self.post_var = torch.as_tensor(1.0 / (1.0 + np.diag(gram) / sigma2))
-        self.post_map = torch.as_tensor(weight.T / sigma2)
-        self.shift, self.widen = shift, widen
-
-    def encode(self, x):
-        filled = torch.where(torch.isnan(x), self.bias, x)
-        var = self.post_var.to(x.dtype)
-        mean = (filled - self.bias) @ self.post_map.to(x.dtype).T * var
-        logvar = (torch.log(var) + self.widen).expand_as(mean)
-        # A row with nothing observed gets the prior, as in skvae's modules.
-        return prior_where_empty(x, mean + self.shift, logvar)
-
-    def decode(self, z):
-        return z @ self.weight.T + self.bias
-
-
 def test_imputation_is_the_exact_conditional_mean_of_a_linear_gaussian_model():
     rng = np.random.RandomState(0)
     q, _ = np.linalg.qr(rng.normal(size=(4, 2)))
@@ -184,7 +148,9 @@ def test_imputation_is_the_exact_conditional_mean_of_a_linear_gaussian_model():
     X_missing[0] = np.nan
     X_missing[1, :3] = np.nan
     imputer = quick(likelihood="calibrated_gaussian", max_iter=1).fit(X_missing)
-    imputer.vae_.module_ = LinearGaussianVAE(weight, bias, math.log(sigma))
+    imputer.vae_.module_ = LinearGaussianVAE(
+        weight, bias, math.log(sigma), shift=0.3, widen=3.0
+    )
     imputer.set_params(n_importance_samples=200_000)
     filled = imputer.transform(X_missing)
 

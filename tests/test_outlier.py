@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from _linear_gaussian import LinearGaussianVAE
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import make_pipeline
@@ -14,7 +15,6 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from skvae import VAEOutlierDetector
-from skvae._likelihoods import single_family
 from skvae._losses import (
     MIN_LOG_SCALE,
     elbo,
@@ -188,36 +188,6 @@ def test_bound_increases_with_the_number_of_draws():
     assert np.mean(means[2] - means[0]) > 0.01
 
 
-class LinearGaussianVAE(nn.Module):
-    """x = W z + b + sigma * noise, W with orthogonal columns, and an encoder."""
-
-    def __init__(self, weight, bias, log_sigma, encoder_shift=0.0, encoder_widen=0.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.as_tensor(weight))
-        self.bias = nn.Parameter(torch.as_tensor(bias))
-        n_features = weight.shape[0]
-        self.likelihood = single_family("calibrated_gaussian", n_features).double()
-        with torch.no_grad():
-            self.likelihood.log_scale.fill_(float(log_sigma))
-        sigma2 = math.exp(2 * log_sigma)
-        # The exact posterior: covariance (I + W'W / sigma^2)^-1, diagonal here.
-        gram = weight.T @ weight
-        self.post_var = torch.as_tensor(1.0 / (1.0 + np.diag(gram) / sigma2))
-        self.post_map = torch.as_tensor(weight.T / sigma2)
-        self.encoder_shift = encoder_shift
-        self.encoder_widen = encoder_widen
-        self.n_components = weight.shape[1]
-
-    def encode(self, x):
-        var = self.post_var.to(x.dtype)
-        mean = (x - self.bias) @ self.post_map.to(x.dtype).T * var
-        logvar = torch.log(var) + self.encoder_widen
-        return mean + self.encoder_shift, logvar.expand_as(mean)
-
-    def decode(self, z):
-        return z @ self.weight.T + self.bias
-
-
 def linear_gaussian_detector(**module_params):
     rng = np.random.RandomState(0)
     q, _ = np.linalg.qr(rng.normal(size=(4, 2)))
@@ -248,7 +218,7 @@ def test_exact_posterior_gives_the_exact_marginal_likelihood():
 
 
 def test_bound_approaches_the_exact_marginal_likelihood_from_below():
-    detector, X, exact = linear_gaussian_detector(encoder_shift=0.4, encoder_widen=0.5)
+    detector, X, exact = linear_gaussian_detector(shift=0.4, widen=0.5)
     module = detector.module_
     x = torch.from_numpy(X)
     means = expected_bounds(
