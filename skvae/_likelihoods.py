@@ -1371,20 +1371,14 @@ class _LocatedRun:
         self.sizes = [family.n_columns for family in families]
 
     def nll_and_grad_prepared(self, decoded, target, weight):
-        if len(self.families) == 1:
-            log_scale = self.families[0].log_scale
-        else:
-            log_scale = torch.cat([family.log_scale for family in self.families])
+        scales = [family.log_scale for family in self.families]
+        log_scale = scales[0] if len(scales) == 1 else torch.cat(scales)
         total, grad, grad_log_scale = _gaussian_nll_and_grad(
             decoded - target, log_scale, weight
         )
-        if len(self.families) == 1:
-            return total, grad, {self.families[0].log_scale: grad_log_scale}
-        parts = grad_log_scale.split(self.sizes)
-        return total, grad, {
-            family.log_scale: part
-            for family, part in zip(self.families, parts, strict=True)
-        }
+        return total, grad, dict(
+            zip(scales, grad_log_scale.split(self.sizes), strict=True)
+        )
 
 
 class _Block:

@@ -316,15 +316,14 @@ def _codes(column, levels):
     """The code of each value of ``column`` among ``levels``; -1 where none."""
     import pandas as pd
 
+    lookup = {level: code for code, level in enumerate(levels)}
     if isinstance(column.dtype, pd.CategoricalDtype):
         # Vectorised: the column's own category codes, mapped once per category.
-        lookup = {level: code for code, level in enumerate(levels)}
         table = np.asarray(
             [lookup.get(_plain(c), -1) for c in column.cat.categories] + [-1],
             dtype=np.int64,
         )
         return table[column.cat.codes.to_numpy()]  # code -1 (NaN) -> the last
-    lookup = {level: code for code, level in enumerate(levels)}
     return np.asarray(
         [lookup.get(value, -1) for value in column.astype(object)], dtype=np.int64
     )
